@@ -1,0 +1,1 @@
+"""Hardware model, partition, placement, routing, layout, image and interpreter."""

@@ -1,0 +1,258 @@
+"""The reference interpreter: executes a program read from image bytes.
+
+Loading (once per image):
+1. every parameter is read from the PE's SRAM content (or the chip's DRAM) at its address;
+2. every sender (a kernel's output port, or the host injecting a graph input) has its key block
+   walked through the router tables from its chip, exactly as the routers would forward it
+   (`backend.route.simulate_delivery`): the result is the set of PEs (and the host) its packets
+   reach, and the number of link hops per packet;
+3. delivery is checked both ways: a packet that reaches a PE where no kernel's input port accepts
+   its key is an error, and so is an input port whose sender's packets never reach its PE; every
+   input box must be covered exactly once by the boxes of its senders.
+
+Running: the host sends each graph input box; kernels fire in their order; each input port's
+buffer is filled from the payloads of its senders (the part of each sender's box that falls in the
+port's box), the kernel computes (`backend.kernels`), and its output box becomes the payload of its
+key block. The host assembles graph outputs from the packets it received. Arrays carry a leading
+samples axis so that a stack of inputs runs as independent inferences in one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backend.hardware import Machine
+from backend.kernels import run_kernel
+from backend.program import Box, Kernel, PECoord, Program, TensorRef
+from backend.route import TableIndex, simulate_delivery
+from backend.stats import mac_count
+from ir.errors import InputError
+
+
+@dataclass
+class Delivery:
+    """Where one sender's packets go: PEs, host, link hops per packet, packets per inference."""
+
+    pes: frozenset[PECoord]
+    host: bool
+    hops: int
+    packets: int
+
+
+@dataclass
+class RunStats:
+    """Counts for one run (all samples together)."""
+
+    samples: int = 0
+    kernels_fired: int = 0
+    packets: int = 0
+    link_hops: int = 0
+    macs: int = 0
+    per_layer: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "samples": self.samples,
+            "kernels_fired": self.kernels_fired,
+            "packets": self.packets,
+            "link_hops": self.link_hops,
+            "macs": self.macs,
+            "per_layer": self.per_layer,
+        }
+
+
+def _memory(program: Program, machine: Machine) -> tuple[dict, dict]:
+    size = machine.chip_spec.sram_bytes
+    sram: dict[PECoord, bytearray] = {}
+    for pe in program.pes:
+        memory = bytearray(size)
+        for address, data in pe.blocks:
+            if address < 0 or address + len(data) > size:
+                raise InputError(f"image: SRAM block at {address:#x} outside PE {pe.pe}")
+            memory[address : address + len(data)] = data
+        sram[pe.pe] = memory
+    dram: dict[tuple[int, int], dict[int, bytes]] = {}
+    for chip in program.chips:
+        dram[chip.chip] = dict(chip.dram_blocks)
+    return sram, dram
+
+
+def _read_param(ref: TensorRef, memory: bytearray, where: str) -> np.ndarray:
+    end = ref.address + ref.nbytes
+    if ref.memory != "sram":
+        raise InputError(f"image: {where} parameter {ref.role} in {ref.memory} is not supported")
+    if ref.address < 0 or end > len(memory):
+        raise InputError(
+            f"image: {where} parameter {ref.role} at {ref.address:#x}+{ref.nbytes} lies outside "
+            f"SRAM ({len(memory)} bytes)"
+        )
+    dtype = np.dtype(ref.dtype).newbyteorder("<")
+    data = np.frombuffer(bytes(memory[ref.address : end]), dtype=dtype)
+    return data.astype(ref.dtype).reshape(ref.shape)
+
+
+class Interpreter:
+    """Loads a `Program` (as read from an image) and runs inferences on it."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.machine = Machine.from_description(program.machine)
+        self.tables = {chip.chip: list(chip.router) for chip in program.chips}
+        sram, _ = _memory(program, self.machine)
+        self.kernels: list[tuple[PECoord, Kernel]] = sorted(
+            ((pe.pe, k) for pe in program.pes for k in pe.kernels), key=lambda item: item[1].order
+        )
+        self.params = [
+            {ref.role: _read_param(ref, sram[pe], f"{k.layer}#{k.slice_index}") for ref in k.params}
+            for pe, k in self.kernels
+        ]
+        self.deliveries = self._deliver()
+        self._check_ports()
+        self.fills = [[_fill_plan(port) for port in k.inputs] for _, k in self.kernels]
+        self.output_plans = [
+            [(key, box.relative_to(Box.full(io.shape))) for box, (key, _) in zip(io.boxes, io.keys)]
+            for io in self.program.outputs
+        ]
+
+    # -- loading ------------------------------------------------------------------------------
+    def _senders(self) -> list[tuple[int, int, PECoord | None, int]]:
+        """(key, mask, source PE or None for the host, packets per inference) of every sender."""
+        senders: list[tuple[int, int, PECoord | None, int]] = []
+        for io in self.program.inputs:
+            for box, (key, mask) in zip(io.boxes, io.keys):
+                senders.append((key, mask, None, -(-box.size // io.values_per_packet)))
+        for pe, kernel in self.kernels:
+            port = kernel.output
+            senders.append((port.key, port.mask, pe, port.packet_count))
+        return senders
+
+    def _deliver(self) -> dict[int, Delivery]:
+        deliveries = {}
+        index = TableIndex(self.tables)
+        for key, _mask, source, packets in self._senders():
+            if key in deliveries:
+                raise InputError(f"image: key {key:#010x} is sent by two senders")
+            reached = simulate_delivery(index, self.machine, key, source)
+            if reached.problems:
+                raise InputError(f"image: packets with key {key:#010x}: {reached.problems[0]}")
+            deliveries[key] = Delivery(frozenset(reached.pes), reached.host, reached.hops, packets)
+        return deliveries
+
+    def _check_ports(self) -> None:
+        accepted: dict[PECoord, set[int]] = {}
+        for pe, kernel in self.kernels:
+            for port in kernel.inputs:
+                covered = 0
+                for source in port.sources:
+                    delivery = self.deliveries.get(source.key)
+                    if delivery is None or pe not in delivery.pes:
+                        raise InputError(
+                            f"image: {kernel.layer}#{kernel.slice_index} on PE {pe.chip}:{pe.core} "
+                            f"expects key {source.key:#010x}, but the routers never deliver it"
+                        )
+                    accepted.setdefault(pe, set()).add(source.key)
+                    overlap = source.box.intersect(port.box)
+                    covered += overlap.size if overlap else 0
+                if covered != port.box.size:
+                    raise InputError(
+                        f"image: input port of {kernel.layer}#{kernel.slice_index} covers "
+                        f"{covered} of {port.box.size} elements of its box"
+                    )
+        for key, delivery in self.deliveries.items():
+            for pe in delivery.pes:
+                if key not in accepted.get(pe, set()):
+                    raise InputError(
+                        f"image: packets with key {key:#010x} reach PE {pe.chip}:{pe.core}, "
+                        "where no input port accepts them (misrouted)"
+                    )
+        for io in self.program.outputs:
+            for key, _ in io.keys:
+                if not self.deliveries[key].host:
+                    raise InputError(
+                        f"image: output '{io.name}' key {key:#010x} never reaches the host"
+                    )
+
+    # -- running ------------------------------------------------------------------------------
+    def run(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], RunStats]:
+        """Run on inputs shaped (samples, *input shape); outputs shaped (samples, *shape)."""
+        payloads: dict[int, np.ndarray] = {}
+        samples = 1
+        for io in self.program.inputs:
+            data = inputs[io.name]
+            samples = data.shape[0]
+            for box, (key, _) in zip(io.boxes, io.keys):
+                payloads[key] = np.ascontiguousarray(
+                    data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
+                )
+        stats = RunStats(samples=samples)
+        for (_, kernel), params, fills in zip(self.kernels, self.params, self.fills):
+            buffers = [_fill(plan, payloads, samples) for plan in fills]
+            result = run_kernel(kernel, buffers, params)
+            payloads[kernel.output.key] = result.astype(kernel.output.dtype, copy=False)
+            self._count(stats, kernel, samples)
+        outputs = {
+            io.name: _assemble(io, plan, payloads, samples)
+            for io, plan in zip(self.program.outputs, self.output_plans)
+        }
+        for io in self.program.inputs:
+            for key, _ in io.keys:
+                self._count_sender(stats, key, samples)
+        return outputs, stats
+
+    def _count_sender(self, stats: RunStats, key: int, samples: int) -> None:
+        delivery = self.deliveries[key]
+        stats.packets += delivery.packets * samples
+        stats.link_hops += delivery.packets * delivery.hops * samples
+
+    def _count(self, stats: RunStats, kernel: Kernel, samples: int) -> None:
+        stats.kernels_fired += samples
+        macs = mac_count(kernel) * samples
+        stats.macs += macs
+        self._count_sender(stats, kernel.output.key, samples)
+        layer = stats.per_layer.setdefault(kernel.layer, {"slices": 0, "macs": 0, "packets": 0})
+        layer["slices"] += 1
+        layer["macs"] += macs
+        layer["packets"] += self.deliveries[kernel.output.key].packets * samples
+
+
+@dataclass(frozen=True)
+class FillPlan:
+    """How an input port's buffer is filled: (sender key, where in the buffer, which part)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    copies: tuple[tuple[int, tuple[slice, ...], tuple[slice, ...]], ...]
+
+
+def _fill_plan(port) -> FillPlan:
+    copies = []
+    for source in port.sources:
+        overlap = source.box.intersect(port.box)
+        if overlap is not None:
+            copies.append(
+                (source.key, overlap.relative_to(port.box), overlap.relative_to(source.box))
+            )
+    return FillPlan(port.box.shape, port.dtype, tuple(copies))
+
+
+def _fill(plan: FillPlan, payloads: dict[int, np.ndarray], samples: int) -> np.ndarray:
+    """The port's buffer: each sender's payload part written where it belongs."""
+    if len(plan.copies) == 1:
+        key, target, source = plan.copies[0]
+        whole = all(t == slice(0, n) for t, n in zip(target, plan.shape))
+        payload = payloads[key]
+        if whole and payload.shape[1:] == plan.shape:
+            return payload
+    buffer = np.empty((samples, *plan.shape), dtype=plan.dtype)
+    for key, target, source in plan.copies:
+        buffer[(slice(None), *target)] = payloads[key][(slice(None), *source)]
+    return buffer
+
+
+def _assemble(io, plan, payloads: dict[int, np.ndarray], samples: int) -> np.ndarray:
+    result = np.empty((samples, *io.shape), dtype=io.dtype)
+    for key, target in plan:
+        result[(slice(None), *target)] = payloads[key]
+    return result

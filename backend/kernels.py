@@ -1,0 +1,242 @@
+"""The PE kernels: what one kernel descriptor computes from its input buffers and parameters.
+
+Every array carries a leading samples axis S (S independent inferences run together), then the
+axes of its box. A kernel's attributes are local to its slice (see `backend.slicing`): a conv
+slice is an ordinary conv of its input box with the padding the slice sees; a pool slice knows
+the global window positions so that average divisors are exact at the edges.
+
+Float kernels compute in float32 with the IR's reference semantics (`ir.reference`), which is
+what the Cortex-M4F's single-precision FPU computes up to summation order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from backend.program import Kernel
+from ir.errors import InternalError
+from ir.reference import apply_activation, evaluate
+from ir.registry import get_op
+
+Arrays = Sequence[np.ndarray]
+
+
+def run_kernel(kernel: Kernel, inputs: Arrays, params: dict[str, np.ndarray]) -> np.ndarray:
+    """Compute the kernel's output box, shaped (S, *output box shape)."""
+    handler = _HANDLERS.get(kernel.opcode, _same_box)
+    samples = inputs[0].shape[0] if inputs else 1
+    result = handler(kernel, list(inputs), params, samples)
+    expected = (samples, *kernel.output.box.shape)
+    if result.shape != expected:
+        raise InternalError(
+            f"kernel {kernel.layer}#{kernel.slice_index} ({kernel.opcode}) computed "
+            f"{result.shape}, its output box is {expected}"
+        )
+    return result
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _merge_samples(x: np.ndarray) -> np.ndarray:
+    """(S, N, ...) -> (S*N, ...): samples become extra batch entries."""
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def _split_samples(y: np.ndarray, samples: int) -> np.ndarray:
+    return y.reshape(samples, y.shape[0] // samples, *y.shape[1:])
+
+
+def _full_attrs(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    declared = get_op(op).attrs
+    return get_op(op).with_defaults({k: v for k, v in attrs.items() if k in declared})
+
+
+# -- kernels --------------------------------------------------------------------------------------
+def _conv(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    operands = [_merge_samples(inputs[0]), params["weight"]]
+    if "bias" in params:
+        operands.append(params["bias"])
+    (y,) = evaluate("conv", _full_attrs("conv", kernel.attrs), operands)
+    return _split_samples(y, samples)
+
+
+def _dense(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    operands = [inputs[0], params["weight"]]
+    if "bias" in params:
+        operands.append(params["bias"])
+    (y,) = evaluate("dense", _full_attrs("dense", kernel.attrs), operands)
+    return y
+
+
+def _partial_sum(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    total = inputs[0].copy()
+    for part in inputs[1:]:
+        total += part
+    if "bias" in params:
+        axis = int(kernel.attrs["channel_axis"]) + 1
+        shape = [1] * total.ndim
+        shape[axis] = -1
+        total += params["bias"].reshape(shape)
+    function = str(kernel.attrs["activation"])
+    if function == "none":
+        return total
+    return apply_activation(function, tuple(kernel.attrs["activation_params"]), total)
+
+
+def _pool(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    """Sliding-window max or average in global coordinates.
+
+    Output o along a spatial axis reads positions p = window_start + o*stride + t*dilation for
+    taps t. Data exists where input_start <= p < input_start + extent; an average divides by the
+    number of taps with valid_lo <= p < valid_hi (padding counted or not), as onnxruntime does.
+    """
+    attrs = kernel.attrs
+    x = inputs[0]
+    out_shape = kernel.output.box.shape
+    rank = len(attrs["kernel"])
+    is_max = attrs["kind"] == "max"
+    fill = -np.inf if is_max else 0.0
+    gathers, divisors = [], []
+    for i in range(rank):
+        positions = (
+            np.arange(out_shape[2 + i])[:, None] * attrs["strides"][i]
+            + np.arange(attrs["kernel"][i])[None, :] * attrs["dilations"][i]
+            + attrs["window_start"][i]
+        )
+        local = positions - attrs["input_start"][i]
+        present = (local >= 0) & (local < x.shape[3 + i])
+        gathers.append((np.where(present, local, 0), present))
+        counted = (positions >= attrs["valid_lo"][i]) & (positions < attrs["valid_hi"][i])
+        divisors.append(counted.sum(axis=1))
+    result = _window_reduce(x, gathers, is_max, fill)
+    if is_max:
+        return result.astype(np.float32)
+    divisor = divisors[0].astype(np.float32)
+    for d in divisors[1:]:
+        divisor = np.multiply.outer(divisor, d.astype(np.float32))
+    return (result / np.maximum(divisor, 1)).astype(np.float32)
+
+
+def _window_reduce(x: np.ndarray, gathers: list, is_max: bool, fill: float) -> np.ndarray:
+    """Reduce over all kernel taps, one spatial axis at a time (separable)."""
+    result = x
+    for i, (index, present) in enumerate(gathers):
+        axis = 3 + i
+        taken = np.take(result, index, axis=axis)  # (..., out, taps, ...)
+        mask_shape = [1] * taken.ndim
+        mask_shape[axis], mask_shape[axis + 1] = present.shape
+        taken = np.where(present.reshape(mask_shape), taken, fill)
+        result = taken.max(axis=axis + 1) if is_max else taken.sum(axis=axis + 1)
+    return result
+
+
+def _lrn(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    (y,) = evaluate("lrn", _full_attrs("lrn", kernel.attrs), [_merge_samples(inputs[0])])
+    offset = int(kernel.attrs["channel_offset"])
+    channels = kernel.output.box.shape[1]
+    return _split_samples(y[:, offset : offset + channels], samples)
+
+
+def _global_pool(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    attrs = _full_attrs("global_pool", kernel.attrs)
+    (y,) = evaluate("global_pool", attrs, [_merge_samples(inputs[0])])
+    return _split_samples(y, samples)
+
+
+def _transpose(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    perm = tuple(kernel.attrs["perm"])
+    return np.ascontiguousarray(np.transpose(inputs[0], (0, *(p + 1 for p in perm))))
+
+
+def _reshape(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    """Gather each output element from the input box by its row-major position."""
+    out_box = kernel.output.box
+    in_box = kernel.inputs[0].box
+    grids = np.meshgrid(
+        *[np.arange(a, b) for a, b in zip(out_box.start, out_box.stop)], indexing="ij"
+    )
+    flat = np.ravel_multi_index([g.reshape(-1) for g in grids], kernel.attrs["out_shape"])
+    coords = np.unravel_index(flat, kernel.attrs["in_shape"])
+    local = np.ravel_multi_index([c - s for c, s in zip(coords, in_box.start)], in_box.shape)
+    x = inputs[0].reshape(samples, -1)
+    return x[:, local].reshape(samples, *out_box.shape)
+
+
+def _concat(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    axis = int(kernel.attrs["axis"]) + 1
+    out = np.empty(
+        (samples, *kernel.output.box.shape), dtype=inputs[0].dtype if inputs else np.float32
+    )
+    ports = iter(inputs)
+    for operand, offset in zip(kernel.attrs["operands"], kernel.attrs["offsets"]):
+        piece = next(ports) if operand >= 0 else params[f"operand{-1 - operand}"][None]
+        index = [slice(None)] * out.ndim
+        index[axis] = slice(offset, offset + piece.shape[axis])
+        out[tuple(index)] = piece
+    return out
+
+
+def _slice(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    out_shape = kernel.output.box.shape
+    index: list[slice] = [slice(None)]
+    for start, step, count in zip(kernel.attrs["starts"], kernel.attrs["steps"], out_shape):
+        stop = start + count * step
+        index.append(slice(start, stop if stop >= 0 else None, step))
+    return np.ascontiguousarray(inputs[0][tuple(index)])
+
+
+def _same_box(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    """Element-wise ops: operands in IR order, constants from params, broadcast to full rank."""
+    rank = len(kernel.output.box.start)
+    operands = []
+    ports = iter(inputs)
+    for operand in kernel.attrs.get("operands", (0,)):
+        array = next(ports) if operand >= 0 else params[f"operand{-1 - operand}"][None]
+        operands.append(
+            array.reshape(array.shape[0], *([1] * (rank + 1 - array.ndim)), *array.shape[1:])
+        )
+    (y,) = evaluate(kernel.opcode, _full_attrs(kernel.opcode, kernel.attrs), operands)
+    return np.broadcast_to(y, (samples, *kernel.output.box.shape)).copy()
+
+
+def _softmax(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    attrs = _full_attrs("softmax", kernel.attrs)
+    attrs["axis"] = int(attrs["axis"]) + 1
+    return evaluate("softmax", attrs, [inputs[0]])[0]
+
+
+def _whole(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    """Fallback ops: whole operands in, whole result out (per sample), output box cropped."""
+    op = str(kernel.attrs["ir_op"])
+    attrs = _full_attrs(op, kernel.attrs)
+    crop = (
+        slice(None),
+        *(slice(a, b) for a, b in zip(kernel.output.box.start, kernel.output.box.stop)),
+    )
+    results = []
+    for sample in range(samples):
+        ports = iter(inputs)
+        operands = [
+            next(ports)[sample] if o >= 0 else params[f"operand{-1 - o}"]
+            for o in kernel.attrs["operands"]
+        ]
+        results.append(evaluate(op, attrs, operands)[0])
+    return np.ascontiguousarray(np.stack(results)[crop])
+
+
+_HANDLERS = {
+    "conv": _conv,
+    "dense": _dense,
+    "partial_sum": _partial_sum,
+    "pool": _pool,
+    "lrn": _lrn,
+    "global_pool": _global_pool,
+    "transpose": _transpose,
+    "reshape": _reshape,
+    "concat": _concat,
+    "slice": _slice,
+    "softmax": _softmax,
+    "whole": _whole,
+}

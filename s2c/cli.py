@@ -1,0 +1,284 @@
+"""The `s2c` command line.
+
+Every command prints errors as one line, `error: <what is wrong, and where>`, and exits with 2 for
+bad input or unsupported models and 1 for a bug in s2c; `--debug` shows the traceback instead.
+Files are written atomically: an output file appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from ir.errors import InputError, S2CError
+from passes.pipeline import pass_names
+
+MACHINE_HELP = (
+    "Target machine: chip (1 chip), board (one 48-chip board, the default), NxM-boards "
+    "(N columns by M rows of boards, e.g. 2x2-boards), auto (the smallest of those that fits), "
+    "or a JSON machine description file."
+)
+
+
+class S2CGroup(click.Group):
+    """Runs a command and turns S2CError, interrupts and bugs into one-line errors."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except S2CError as error:
+            _fail(ctx, str(error), error.exit_code, error)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; no output file was written", err=True)
+            ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except MemoryError as error:
+            _fail(ctx, "out of memory", 1, error)
+        except Exception as error:  # a bug: say so, in one line
+            _fail(
+                ctx,
+                f"internal error (a bug in s2c, please report it): {type(error).__name__}: {error}",
+                1,
+                error,
+            )
+
+
+def _fail(ctx: click.Context, message: str, code: int, error: BaseException) -> None:
+    if ctx.obj and ctx.obj.get("debug"):
+        traceback.print_exception(type(error), error, error.__traceback__)
+    first = message.splitlines()[0] if message else type(error).__name__
+    click.echo(f"error: {first}", err=True)
+    ctx.exit(code)
+
+
+@click.group(cls=S2CGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+@click.version_option(package_name="s2c")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """s2c compiles ONNX models to SpiNNaker2 memory images and runs them bit-exactly."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def compile_options(function):
+    """The options that decide the image, shared by compile and validate."""
+    options = [
+        click.option(
+            "--mode",
+            type=click.Choice(["float"]),
+            default="float",
+            show_default=True,
+            help="Numerics: float runs fp32 kernels on the ARM cores.",
+        ),
+        click.option("--machine", default="board", show_default=True, help=MACHINE_HELP),
+        click.option(
+            "--batch",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Size bound to a dynamic batch axis.",
+        ),
+        click.option("--dump-ir", is_flag=True, help="Print the IR after the passes."),
+        click.option(
+            "--print-after",
+            multiple=True,
+            metavar="PASS",
+            help=f"Print the IR after PASS (repeatable; 'all' for every pass). "
+            f"Passes: {', '.join(pass_names())}.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _options(mode, machine, batch, dump_ir, print_after):
+    from s2c.driver import CompileOptions
+
+    return CompileOptions(
+        mode=mode, machine=machine, batch=batch, dump_ir=dump_ir, print_after=tuple(print_after)
+    )
+
+
+def _check_output_path(output: Path, model: Path) -> None:
+    if output.exists() and model.exists() and output.resolve() == model.resolve():
+        raise InputError(f"-o {output} would overwrite the input model")
+
+
+@main.command("compile")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Image file to write (default: MODEL with .bin).",
+)
+@compile_options
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+def compile_command(model, output, mode, machine, batch, dump_ir, print_after, quiet):
+    """Compile MODEL.onnx into a SpiNNaker2 memory image."""
+    from backend.image import write_image
+    from s2c.driver import compile_model
+    from s2c.summary import format_summary, summarise
+
+    output = output or model.with_suffix(".bin")
+    _check_output_path(output, model)
+    result = compile_model(
+        model, _options(mode, machine, batch, dump_ir, print_after), emit=click.echo
+    )
+    size = write_image(result.program, output)
+    if not quiet:
+        click.echo(f"wrote {output} ({size} bytes)")
+        click.echo(format_summary(summarise(result.program, size)))
+
+
+@main.command("run")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option(
+    "--inputs",
+    "inputs_path",
+    type=click.Path(path_type=Path),
+    help=".npz of inputs keyed by input name (default: seeded random inputs).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help=".npz to write outputs to (keyed by output name).",
+)
+@click.option("--stats", is_flag=True, help="Print packets, link hops and MACs.")
+@click.option("--stats-json", type=click.Path(path_type=Path), help="Write run statistics here.")
+def run_command(image, inputs_path, output, stats, stats_json):
+    """Run IMAGE in the reference interpreter."""
+    from s2c.files import atomic_write_bytes, read_npz, write_npz
+    from s2c.validate import interpreter_outputs, seeded_inputs
+
+    data = _read_image_bytes(image)
+    if inputs_path is None:
+        from backend.image import decode_image
+
+        arrays = seeded_inputs(decode_image(data).inputs)
+    else:
+        arrays = read_npz(inputs_path)
+    outputs, run_stats = interpreter_outputs(data, arrays)
+    if output is not None:
+        write_npz(output, outputs)
+        click.echo(f"wrote {output}")
+    else:
+        for name, array in outputs.items():
+            click.echo(f"{name}: shape {tuple(array.shape)} {array.dtype}")
+            click.echo(f"  {_preview(array)}")
+    if stats:
+        counts = run_stats.as_dict()
+        click.echo(
+            " ".join(
+                f"{k}={counts[k]}"
+                for k in ("samples", "kernels_fired", "packets", "link_hops", "macs")
+            )
+        )
+    if stats_json is not None:
+        atomic_write_bytes(stats_json, json.dumps(run_stats.as_dict(), indent=2).encode())
+
+
+def _preview(array) -> str:
+    import numpy as np
+
+    flat = np.asarray(array).reshape(-1)
+    text = np.array2string(flat[:8], precision=5, separator=", ")
+    return text + (" ..." if flat.size > 8 else "")
+
+
+def _read_image_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror})") from None
+
+
+@main.command("validate")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--inputs",
+    "inputs_path",
+    type=click.Path(path_type=Path),
+    help=".npz of inputs keyed by input name (default: seeded random inputs).",
+)
+@compile_options
+@click.option("--rtol", type=float, default=None, help="Relative tolerance (default 1e-4).")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance (default 1e-5).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.pass_context
+def validate_command(
+    ctx, model, inputs_path, mode, machine, batch, dump_ir, print_after, rtol, atol, as_json
+):
+    """Compile MODEL, run it in the interpreter and compare with onnxruntime.
+
+    Exits 0 only when every output element is within tolerance.
+    """
+    from s2c.files import read_npz
+    from s2c.validate import DEFAULT_ATOL, DEFAULT_RTOL, validate
+
+    arrays = read_npz(inputs_path) if inputs_path is not None else None
+    rtol = DEFAULT_RTOL if rtol is None else rtol
+    atol = DEFAULT_ATOL if atol is None else atol
+    results = validate(
+        model, _options(mode, machine, batch, dump_ir, print_after), arrays, rtol, atol
+    )
+    ok = all(r.ok for r in results)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"ok": ok, "rtol": rtol, "atol": atol, "outputs": [r.as_dict() for r in results]},
+                indent=2,
+            )
+        )
+    else:
+        for r in results:
+            verdict = "ok" if r.ok else f"FAIL ({r.mismatched} of {r.elements} outside tolerance)"
+            click.echo(
+                f"{r.name}: max abs error {r.max_abs_error:.3g}, "
+                f"max rel error {r.max_rel_error:.3g}: {verdict}"
+            )
+        click.echo(f"{'PASS' if ok else 'FAIL'} (rtol {rtol}, atol {atol}, against onnxruntime)")
+    ctx.exit(0 if ok else 1)
+
+
+@main.command("inspect")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def inspect_command(image, as_json):
+    """Say what IMAGE holds: machine, PEs, SRAM, router entries, inputs and outputs."""
+    from backend.image import decode_image
+    from s2c.summary import format_summary, summarise
+
+    data = _read_image_bytes(image)
+    summary = summarise(decode_image(data), len(data))
+    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
+
+
+@main.command("demo")
+@click.option(
+    "--output-dir",
+    type=click.Path(path_type=Path),
+    default=Path("s2c-demo"),
+    show_default=True,
+    help="Folder for the image and outputs.",
+)
+@click.pass_context
+def demo_command(ctx, output_dir):
+    """Compile, run and validate the bundled example model end to end."""
+    from s2c.demo import run_demo
+
+    ctx.exit(run_demo(output_dir, click.echo))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

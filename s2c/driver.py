@@ -1,0 +1,148 @@
+"""The compiler driver: runs the stages in order and returns what each produced.
+
+load (frontend) -> canonicalise (passes) -> partition -> place -> assemble (keys, routes,
+layout) -> Program, which `backend.image` writes as the image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from backend.assemble import assemble
+from backend.hardware import Machine, load_machine, machine_from_name
+from backend.partition import Partition, partition
+from backend.place import pack_next_fit, place_greedy, suggest_machine
+from backend.program import PECoord, Program
+from ir.errors import InputError, ResourceError
+from ir.graph import Graph
+from ir.printer import print_graph
+from passes.base import PassManager
+from passes.pipeline import canonicalisation, pass_names
+from s2c import __version__
+from s2c.frontend import load_onnx
+
+MODES = ("float",)
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Everything that decides the image: same options and model give the same bytes."""
+
+    mode: str = "float"
+    machine: str = "board"
+    batch: int = 1
+    dump_ir: bool = False
+    print_after: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(
+                f"--mode {self.mode!r} is not available; choose from {', '.join(MODES)}"
+            )
+        if self.batch < 1:
+            raise InputError(f"--batch must be >= 1, got {self.batch}")
+        unknown = [p for p in self.print_after if p not in pass_names() and p != "all"]
+        if unknown:
+            raise InputError(
+                f"--print-after {unknown[0]!r} names no pass; passes: {', '.join(pass_names())}"
+            )
+
+
+@dataclass
+class CompileResult:
+    """What compilation produced, stage by stage."""
+
+    graph: Graph
+    partition: Partition
+    placement: list[PECoord]
+    program: Program
+    machine: Machine
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_machine(name: str) -> Machine:
+    """A preset name (chip, board, NxM-boards) or a path to a JSON machine description."""
+    if name.endswith(".json"):
+        return load_machine(name)
+    return machine_from_name(name)
+
+
+def auto_machine(parts: Partition) -> Machine:
+    """The smallest preset (chip, board, then NxM boards) whose PEs hold the placement.
+
+    The SRAM budget per PE does not depend on the preset, so the partition stays valid; the PE
+    count comes from the same next-fit packing the greedy placer uses.
+    """
+    spec = machine_from_name("chip").chip_spec
+    bins = pack_next_fit(
+        [s.sram_bytes for s in parts.slices],
+        [s.layer_index for s in parts.slices],
+        spec.data_bytes,
+        False,
+    )
+    needed = max(bins, default=-1) + 1
+    name = suggest_machine(needed, spec.usable_core_count)
+    if name is None:
+        raise ResourceError(f"the model needs {needed} PEs; no machine preset is that large")
+    return machine_from_name(name)
+
+
+def _model_digest(source: str | Path | onnx.ModelProto) -> str:
+    if isinstance(source, onnx.ModelProto):
+        return hashlib.sha256(source.SerializeToString(deterministic=True)).hexdigest()
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+
+
+def compile_model(
+    source: str | Path | onnx.ModelProto,
+    options: CompileOptions = CompileOptions(),
+    emit: Callable[[str], None] = print,
+) -> CompileResult:
+    """Compile an ONNX model (path or proto) into a placed, routed program."""
+    options.check()
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = now - clock
+        clock = now
+
+    machine = None if options.machine == "auto" else resolve_machine(options.machine)
+    graph = load_onnx(source, batch=options.batch)
+    lap("frontend")
+    manager = PassManager(canonicalisation(), print_after=frozenset(options.print_after), emit=emit)
+    manager.run(graph)
+    if options.dump_ir:
+        emit(print_graph(graph))
+    lap("passes")
+    budget = (
+        machine.chip_spec.data_bytes if machine else machine_from_name("chip").chip_spec.data_bytes
+    )
+    parts = partition(graph, budget)
+    lap("partition")
+    if machine is None:
+        machine = auto_machine(parts)
+    placement = place_greedy(
+        [s.sram_bytes for s in parts.slices],
+        machine,
+        [s.layer_index for s in parts.slices],
+        slice_names=[f"slice {s.index} of '{s.layer}'" for s in parts.slices],
+    )
+    lap("place")
+    metadata = {
+        "s2c_version": __version__,
+        "model_sha256": _model_digest(source),
+        "graph": graph.name,
+        "batch": str(options.batch),
+    }
+    program = assemble(parts, placement, machine, options.mode, metadata)
+    lap("assemble")
+    return CompileResult(graph, parts, placement, program, machine, seconds)

@@ -1,0 +1,84 @@
+"""What an image holds, computed from the program read back from its bytes (`s2c inspect`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from backend.hardware import Machine
+from backend.program import Program
+
+
+def _sram_used(pe, base: int) -> int:
+    """Bytes of the data region in use: up to the end of the last buffer or parameter."""
+    end = base
+    for kernel in pe.kernels:
+        for port in kernel.inputs:
+            end = max(end, port.buffer_address + port.box.size * _itemsize(port.dtype))
+        out = kernel.output
+        end = max(end, out.buffer_address + out.box.size * _itemsize(out.dtype))
+        for ref in kernel.params:
+            end = max(end, ref.address + ref.nbytes)
+    return end - base
+
+
+def _itemsize(dtype: str) -> int:
+    import numpy as np
+
+    return np.dtype(dtype).itemsize
+
+
+def summarise(program: Program, image_bytes: int) -> dict:
+    """A JSON-ready summary: format, machine, resources used, I/O."""
+    machine = Machine.from_description(program.machine)
+    base = machine.chip_spec.code_bytes
+    sram = [_sram_used(pe, base) for pe in program.pes]
+    pes_per_chip = Counter(pe.pe.chip for pe in program.pes)
+    entries = [len(chip.router) for chip in program.chips]
+    kernels = sum(len(pe.kernels) for pe in program.pes)
+    return {
+        "mode": program.mode,
+        "machine": machine.name,
+        "machine_chips": machine.chip_count,
+        "machine_pes": machine.pe_count,
+        "chips_used": len(pes_per_chip),
+        "pes_used": len(program.pes),
+        "pes_used_per_chip": {f"{x},{y}": n for (x, y), n in sorted(pes_per_chip.items())},
+        "kernels": kernels,
+        "sram_bytes_per_pe_max": max(sram, default=0),
+        "sram_bytes_total": sum(sram),
+        "sram_data_bytes_per_pe": machine.chip_spec.data_bytes,
+        "dram_bytes_total": sum(len(d) for chip in program.chips for _, d in chip.dram_blocks),
+        "router_entries_max": max(entries, default=0),
+        "router_entries_total": sum(entries),
+        "router_capacity": machine.chip_spec.router_entries,
+        "inputs": [_io(io) for io in program.inputs],
+        "outputs": [_io(io) for io in program.outputs],
+        "image_bytes": image_bytes,
+        "metadata": dict(program.metadata),
+    }
+
+
+def _io(io) -> dict:
+    return {"name": io.name, "shape": list(io.shape), "dtype": io.dtype, "boxes": len(io.boxes)}
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as aligned text lines."""
+    lines = [
+        f"mode              {summary['mode']}",
+        f"machine           {summary['machine']} ({summary['machine_chips']} chips, "
+        f"{summary['machine_pes']} PEs)",
+        f"used              {summary['chips_used']} chips, {summary['pes_used']} PEs, "
+        f"{summary['kernels']} kernels",
+        f"SRAM per PE       max {summary['sram_bytes_per_pe_max']} of "
+        f"{summary['sram_data_bytes_per_pe']} bytes; total {summary['sram_bytes_total']} bytes",
+        f"DRAM              {summary['dram_bytes_total']} bytes",
+        f"router entries    max {summary['router_entries_max']} per chip of "
+        f"{summary['router_capacity']}; total {summary['router_entries_total']}",
+        f"image             {summary['image_bytes']} bytes",
+    ]
+    for kind in ("inputs", "outputs"):
+        for io in summary[kind]:
+            shape = "x".join(str(d) for d in io["shape"])
+            lines.append(f"{kind[:-1]:<17} {io['name']}: {shape} {io['dtype']}")
+    return "\n".join(lines)

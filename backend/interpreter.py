@@ -19,9 +19,12 @@ samples axis so that a stack of inputs runs as independent inferences in one pas
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from backend.hardware import Machine
 from backend.kernels import run_kernel
@@ -63,34 +66,36 @@ class RunStats:
         }
 
 
-def _memory(program: Program, machine: Machine) -> tuple[dict, dict]:
+def _sram_blocks(program: Program, machine: Machine) -> dict[PECoord, list[tuple[int, bytes]]]:
+    """Each PE's initial SRAM content as sorted (address, bytes) blocks, checked against SRAM."""
     size = machine.chip_spec.sram_bytes
-    sram: dict[PECoord, bytearray] = {}
+    blocks = {}
     for pe in program.pes:
-        memory = bytearray(size)
         for address, data in pe.blocks:
             if address < 0 or address + len(data) > size:
                 raise InputError(f"image: SRAM block at {address:#x} outside PE {pe.pe}")
-            memory[address : address + len(data)] = data
-        sram[pe.pe] = memory
-    dram: dict[tuple[int, int], dict[int, bytes]] = {}
-    for chip in program.chips:
-        dram[chip.chip] = dict(chip.dram_blocks)
-    return sram, dram
+        blocks[pe.pe] = sorted(pe.blocks)
+    return blocks
 
 
-def _read_param(ref: TensorRef, memory: bytearray, where: str) -> np.ndarray:
-    end = ref.address + ref.nbytes
+def _read_param(ref: TensorRef, blocks: list[tuple[int, bytes]], where: str) -> np.ndarray:
+    """The parameter's array, read from the SRAM block that holds its bytes."""
     if ref.memory != "sram":
         raise InputError(f"image: {where} parameter {ref.role} in {ref.memory} is not supported")
-    if ref.address < 0 or end > len(memory):
+    index = bisect.bisect_right(blocks, ref.address, key=lambda block: block[0]) - 1
+    if index < 0:
+        raise InputError(f"image: {where} parameter {ref.role} at {ref.address:#x} has no data")
+    address, data = blocks[index]
+    offset = ref.address - address
+    if offset + ref.nbytes > len(data):
         raise InputError(
-            f"image: {where} parameter {ref.role} at {ref.address:#x}+{ref.nbytes} lies outside "
-            f"SRAM ({len(memory)} bytes)"
+            f"image: {where} parameter {ref.role} at {ref.address:#x}+{ref.nbytes} runs past "
+            f"the SRAM block at {address:#x}"
         )
     dtype = np.dtype(ref.dtype).newbyteorder("<")
-    data = np.frombuffer(bytes(memory[ref.address : end]), dtype=dtype)
-    return data.astype(ref.dtype).reshape(ref.shape)
+    array = np.frombuffer(data, dtype=dtype, count=int(np.prod(ref.shape)), offset=offset)
+    # A copy: bytes payloads are not aligned for BLAS, and native byte order is wanted.
+    return array.astype(ref.dtype, copy=True).reshape(ref.shape)
 
 
 class Interpreter:
@@ -100,7 +105,7 @@ class Interpreter:
         self.program = program
         self.machine = Machine.from_description(program.machine)
         self.tables = {chip.chip: list(chip.router) for chip in program.chips}
-        sram, _ = _memory(program, self.machine)
+        sram = _sram_blocks(program, self.machine)
         self.kernels: list[tuple[PECoord, Kernel]] = sorted(
             ((pe.pe, k) for pe in program.pes for k in pe.kernels), key=lambda item: item[1].order
         )
@@ -109,8 +114,8 @@ class Interpreter:
             for pe, k in self.kernels
         ]
         self.deliveries = self._deliver()
-        self._check_ports()
         self.fills = [[_fill_plan(port) for port in k.inputs] for _, k in self.kernels]
+        self._check_ports()
         self.output_plans = [
             [(key, box.relative_to(Box.full(io.shape))) for box, (key, _) in zip(io.boxes, io.keys)]
             for io in self.program.outputs
@@ -142,9 +147,8 @@ class Interpreter:
 
     def _check_ports(self) -> None:
         accepted: dict[PECoord, set[int]] = {}
-        for pe, kernel in self.kernels:
-            for port in kernel.inputs:
-                covered = 0
+        for (pe, kernel), fills in zip(self.kernels, self.fills):
+            for port, plan in zip(kernel.inputs, fills):
                 for source in port.sources:
                     delivery = self.deliveries.get(source.key)
                     if delivery is None or pe not in delivery.pes:
@@ -153,8 +157,7 @@ class Interpreter:
                             f"expects key {source.key:#010x}, but the routers never deliver it"
                         )
                     accepted.setdefault(pe, set()).add(source.key)
-                    overlap = source.box.intersect(port.box)
-                    covered += overlap.size if overlap else 0
+                covered = sum(math.prod(_extent(t) for t in target) for _, target, _ in plan.copies)
                 if covered != port.box.size:
                     raise InputError(
                         f"image: input port of {kernel.layer}#{kernel.slice_index} covers "
@@ -176,7 +179,15 @@ class Interpreter:
 
     # -- running ------------------------------------------------------------------------------
     def run(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], RunStats]:
-        """Run on inputs shaped (samples, *input shape); outputs shaped (samples, *shape)."""
+        """Run on inputs shaped (samples, *input shape); outputs shaped (samples, *shape).
+
+        BLAS runs single-threaded: kernels are small matrix products, for which a pool of
+        spinning BLAS threads costs far more than it gives (and collapses on a loaded machine).
+        """
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._run(inputs)
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], RunStats]:
         payloads: dict[int, np.ndarray] = {}
         samples = 1
         for io in self.program.inputs:
@@ -224,6 +235,10 @@ class FillPlan:
     shape: tuple[int, ...]
     dtype: str
     copies: tuple[tuple[int, tuple[slice, ...], tuple[slice, ...]], ...]
+
+
+def _extent(index: slice) -> int:
+    return index.stop - index.start
 
 
 def _fill_plan(port) -> FillPlan:

@@ -13,6 +13,7 @@ output buffer and its parameters, each rounded up to the 16-byte DMA alignment.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -88,6 +89,7 @@ def slice_bytes(spec: SliceSpec, in_dtypes: list[str], out_dtype: str) -> int:
 
 
 # -- search ---------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=65536)
 def _chunks(extent: int, granule: int, count: int) -> list[tuple[int, int]]:
     """`count` near-equal ranges of [0, extent), cut at multiples of `granule`."""
     granules = -(-extent // granule)
@@ -222,8 +224,10 @@ class LayerPartitioner:
             whole = Plan((), parts)
             return whole if self.fits(whole) else None
         first_axis, first_granule = self.axes[0]
+        granules = -(-shape[first_axis] // first_granule)
         best: Plan | None = None
-        for first in _count_options(shape[first_axis], first_granule):
+        options = _count_options(shape[first_axis], first_granule)
+        for first in sorted({*options[:24], *_ladder(granules), granules}):
             if best is not None and first > self._total(best):
                 break
             plan = self._fit_second(first, parts)

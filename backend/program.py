@@ -42,8 +42,9 @@ class Box:
     def __post_init__(self) -> None:
         if len(self.start) != len(self.stop):
             raise ValueError(f"box rank mismatch: {self.start} vs {self.stop}")
-        if any(b < a for a, b in zip(self.start, self.stop)):
-            raise ValueError(f"box with negative extent: {self.start}..{self.stop}")
+        for a, b in zip(self.start, self.stop):
+            if b < a:
+                raise ValueError(f"box with negative extent: {self.start}..{self.stop}")
 
     @staticmethod
     def full(shape: tuple[int, ...]) -> Box:
@@ -59,11 +60,14 @@ class Box:
 
     def intersect(self, other: Box) -> Box | None:
         """The common part of two boxes of the same tensor, or None when they do not overlap."""
-        start = tuple(max(a, b) for a, b in zip(self.start, other.start))
-        stop = tuple(min(a, b) for a, b in zip(self.stop, other.stop))
-        if any(b <= a for a, b in zip(start, stop)):
-            return None
-        return Box(start, stop)
+        start, stop = [], []
+        for a0, a1, b0, b1 in zip(self.start, self.stop, other.start, other.stop):
+            low, high = max(a0, b0), min(a1, b1)
+            if high <= low:
+                return None
+            start.append(low)
+            stop.append(high)
+        return Box(tuple(start), tuple(stop))
 
     def relative_to(self, outer: Box) -> tuple[slice, ...]:
         """Index expression selecting this box inside an array that holds `outer`."""

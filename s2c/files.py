@@ -18,16 +18,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
     The bytes go to a temporary file in the same folder, are flushed to disk, then renamed over
     `path`; on any error or interrupt the temporary file is removed.
+
+    Raises:
+        InputError: the file cannot be written (no such folder, no permission, disk full, ...).
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as error:
+        raise InputError(f"cannot write '{target}': {error.strerror or error}") from None
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temp, target)
+    except OSError as error:
+        Path(temp).unlink(missing_ok=True)
+        raise InputError(f"cannot write '{target}': {error.strerror or error}") from None
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise

@@ -118,5 +118,20 @@ def validate(
     arrays = inputs if inputs is not None else seeded_inputs(result.program.inputs)
     actual, _ = interpreter_outputs(image, arrays)
     reference_model = model if not isinstance(model, (str, Path)) else str(model)
-    expected = run_onnxruntime(reference_model, arrays)
+    expected = onnxruntime_per_sample(reference_model, result.program.inputs, arrays)
     return [compare(name, expected[name], actual[name], rtol, atol) for name in expected]
+
+
+def onnxruntime_per_sample(
+    model: onnx.ModelProto | str, io_inputs: list[IOTensor], arrays: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """onnxruntime's outputs in the interpreter's layout: one run per stacked sample."""
+    stacked = stack_inputs(io_inputs, arrays, "inputs")
+    samples = next(iter(stacked.values())).shape[0] if stacked else 1
+    runs = [
+        run_onnxruntime(model, {name: array[i] for name, array in stacked.items()})
+        for i in range(samples)
+    ]
+    single = all(tuple(arrays[io.name].shape) == tuple(io.shape) for io in io_inputs)
+    merged = {name: np.stack([run[name] for run in runs]) for name in runs[0]}
+    return unstack_outputs(merged, single)

@@ -27,9 +27,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from backend.hardware import Machine
-from backend.kernels import run_kernel
+from backend.kernels import PreparedKernel
 from backend.program import Box, Kernel, PECoord, Program, TensorRef
 from backend.route import TableIndex, simulate_delivery
+from backend.schedule import firing_schedule
 from backend.stats import mac_count
 from ir.errors import InputError
 
@@ -54,6 +55,21 @@ class RunStats:
     link_hops: int = 0
     macs: int = 0
     per_layer: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def scaled(self, samples: int) -> RunStats:
+        """These per-inference counts for `samples` inferences."""
+        per_layer = {
+            name: {key: count * samples for key, count in layer.items()}
+            for name, layer in self.per_layer.items()
+        }
+        return RunStats(
+            samples,
+            self.kernels_fired * samples,
+            self.packets * samples,
+            self.link_hops * samples,
+            self.macs * samples,
+            per_layer,
+        )
 
     def as_dict(self) -> dict:
         return {
@@ -113,9 +129,13 @@ class Interpreter:
             {ref.role: _read_param(ref, sram[pe], f"{k.layer}#{k.slice_index}") for ref in k.params}
             for pe, k in self.kernels
         ]
+        self.prepared = [PreparedKernel(k) for _, k in self.kernels]
+        self.macs = [mac_count(k) for _, k in self.kernels]
         self.deliveries = self._deliver()
         self.fills = [[_fill_plan(port) for port in k.inputs] for _, k in self.kernels]
         self._check_ports()
+        self.schedule = firing_schedule([k for _, k in self.kernels], self.params)
+        self.per_inference = self._static_counts()
         self.output_plans = [
             [(key, box.relative_to(Box.full(io.shape))) for box, (key, _) in zip(io.boxes, io.keys)]
             for io in self.program.outputs
@@ -197,35 +217,50 @@ class Interpreter:
                 payloads[key] = np.ascontiguousarray(
                     data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
                 )
-        stats = RunStats(samples=samples)
-        for (_, kernel), params, fills in zip(self.kernels, self.params, self.fills):
-            buffers = [_fill(plan, payloads, samples) for plan in fills]
-            result = run_kernel(kernel, buffers, params)
-            payloads[kernel.output.key] = result.astype(kernel.output.dtype, copy=False)
-            self._count(stats, kernel, samples)
+        for group in self.schedule:
+            self._fire(group.members, payloads, samples)
         outputs = {
             io.name: _assemble(io, plan, payloads, samples)
             for io, plan in zip(self.program.outputs, self.output_plans)
         }
+        return outputs, self.per_inference.scaled(samples)
+
+    def _fire(self, members: tuple[int, ...], payloads: dict[int, np.ndarray], samples: int):
+        """Fire identical kernels at once: their buffers stacked along the samples axis."""
+        first = members[0]
+        if len(members) == 1:
+            buffers = [_fill(plan, payloads, samples) for plan in self.fills[first]]
+        else:
+            buffers = [
+                np.concatenate([_fill(self.fills[m][port], payloads, samples) for m in members])
+                for port in range(len(self.fills[first]))
+            ]
+        result = self.prepared[first](buffers, self.params[first])
+        dtype = self.kernels[first][1].output.dtype
+        for position, member in enumerate(members):
+            part = result[position * samples : (position + 1) * samples]
+            payloads[self.kernels[member][1].output.key] = part.astype(dtype, copy=False)
+
+    def _static_counts(self) -> RunStats:
+        """Counts of one inference: fixed by the image (dense dataflow fires every kernel)."""
+        stats = RunStats(samples=1)
         for io in self.program.inputs:
             for key, _ in io.keys:
-                self._count_sender(stats, key, samples)
-        return outputs, stats
+                self._count_sender(stats, key)
+        for (_, kernel), macs in zip(self.kernels, self.macs):
+            stats.kernels_fired += 1
+            stats.macs += macs
+            self._count_sender(stats, kernel.output.key)
+            layer = stats.per_layer.setdefault(kernel.layer, {"slices": 0, "macs": 0, "packets": 0})
+            layer["slices"] += 1
+            layer["macs"] += macs
+            layer["packets"] += self.deliveries[kernel.output.key].packets
+        return stats
 
-    def _count_sender(self, stats: RunStats, key: int, samples: int) -> None:
+    def _count_sender(self, stats: RunStats, key: int) -> None:
         delivery = self.deliveries[key]
-        stats.packets += delivery.packets * samples
-        stats.link_hops += delivery.packets * delivery.hops * samples
-
-    def _count(self, stats: RunStats, kernel: Kernel, samples: int) -> None:
-        stats.kernels_fired += samples
-        macs = mac_count(kernel) * samples
-        stats.macs += macs
-        self._count_sender(stats, kernel.output.key, samples)
-        layer = stats.per_layer.setdefault(kernel.layer, {"slices": 0, "macs": 0, "packets": 0})
-        layer["slices"] += 1
-        layer["macs"] += macs
-        layer["packets"] += self.deliveries[kernel.output.key].packets * samples
+        stats.packets += delivery.packets
+        stats.link_hops += delivery.packets * delivery.hops
 
 
 @dataclass(frozen=True)

@@ -12,30 +12,46 @@ what the Cortex-M4F's single-precision FPU computes up to summation order.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from backend.program import Kernel
 from ir.errors import InternalError
 from ir.reference import apply_activation, evaluate
-from ir.registry import get_op
+from ir.registry import OPS, get_op
 
 Arrays = Sequence[np.ndarray]
 
 
+class PreparedKernel:
+    """A kernel ready to fire: handler chosen and attributes completed once, at load time."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.handler = _HANDLERS.get(kernel.opcode, _same_box)
+        op = str(kernel.attrs.get("ir_op", kernel.opcode))
+        # The op's defaults completed; slice-local extras (window_start, offsets, ...) kept.
+        self.attrs = get_op(op).with_defaults(kernel.attrs) if op in OPS else dict(kernel.attrs)
+        self.out_shape = kernel.output.box.shape
+        self.output = kernel.output
+        self.inputs = kernel.inputs
+
+    def __call__(self, inputs: Arrays, params: dict[str, np.ndarray]) -> np.ndarray:
+        """Compute the kernel's output box, shaped (S, *output box shape)."""
+        samples = inputs[0].shape[0] if inputs else 1
+        result = self.handler(self, list(inputs), params, samples)
+        if result.shape[1:] != self.out_shape:
+            kernel = self.kernel
+            raise InternalError(
+                f"kernel {kernel.layer}#{kernel.slice_index} ({kernel.opcode}) computed "
+                f"{result.shape[1:]}, its output box is {self.out_shape}"
+            )
+        return result
+
+
 def run_kernel(kernel: Kernel, inputs: Arrays, params: dict[str, np.ndarray]) -> np.ndarray:
-    """Compute the kernel's output box, shaped (S, *output box shape)."""
-    handler = _HANDLERS.get(kernel.opcode, _same_box)
-    samples = inputs[0].shape[0] if inputs else 1
-    result = handler(kernel, list(inputs), params, samples)
-    expected = (samples, *kernel.output.box.shape)
-    if result.shape != expected:
-        raise InternalError(
-            f"kernel {kernel.layer}#{kernel.slice_index} ({kernel.opcode}) computed "
-            f"{result.shape}, its output box is {expected}"
-        )
-    return result
+    """Fire a kernel once (prepares it first; the interpreter prepares kernels at load)."""
+    return PreparedKernel(kernel)(inputs, params)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -48,29 +64,24 @@ def _split_samples(y: np.ndarray, samples: int) -> np.ndarray:
     return y.reshape(samples, y.shape[0] // samples, *y.shape[1:])
 
 
-def _full_attrs(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    declared = get_op(op).attrs
-    return get_op(op).with_defaults({k: v for k, v in attrs.items() if k in declared})
-
-
 # -- kernels --------------------------------------------------------------------------------------
-def _conv(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def _conv(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     operands = [_merge_samples(inputs[0]), params["weight"]]
     if "bias" in params:
         operands.append(params["bias"])
-    (y,) = evaluate("conv", _full_attrs("conv", kernel.attrs), operands)
+    (y,) = evaluate("conv", kernel.attrs, operands)
     return _split_samples(y, samples)
 
 
-def _dense(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     operands = [inputs[0], params["weight"]]
     if "bias" in params:
         operands.append(params["bias"])
-    (y,) = evaluate("dense", _full_attrs("dense", kernel.attrs), operands)
+    (y,) = evaluate("dense", kernel.attrs, operands)
     return y
 
 
-def _partial_sum(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def _partial_sum(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     total = inputs[0].copy()
     for part in inputs[1:]:
         total += part
@@ -85,7 +96,7 @@ def _partial_sum(kernel: Kernel, inputs: list, params: dict, samples: int) -> np
     return apply_activation(function, tuple(kernel.attrs["activation_params"]), total)
 
 
-def _pool(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def _pool(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Sliding-window max or average in global coordinates.
 
     Output o along a spatial axis reads positions p = window_start + o*stride + t*dilation for
@@ -132,25 +143,24 @@ def _window_reduce(x: np.ndarray, gathers: list, is_max: bool, fill: float) -> n
     return result
 
 
-def _lrn(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    (y,) = evaluate("lrn", _full_attrs("lrn", kernel.attrs), [_merge_samples(inputs[0])])
+def _lrn(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    (y,) = evaluate("lrn", kernel.attrs, [_merge_samples(inputs[0])])
     offset = int(kernel.attrs["channel_offset"])
     channels = kernel.output.box.shape[1]
     return _split_samples(y[:, offset : offset + channels], samples)
 
 
-def _global_pool(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    attrs = _full_attrs("global_pool", kernel.attrs)
-    (y,) = evaluate("global_pool", attrs, [_merge_samples(inputs[0])])
+def _global_pool(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    (y,) = evaluate("global_pool", kernel.attrs, [_merge_samples(inputs[0])])
     return _split_samples(y, samples)
 
 
-def _transpose(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def _transpose(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     perm = tuple(kernel.attrs["perm"])
     return np.ascontiguousarray(np.transpose(inputs[0], (0, *(p + 1 for p in perm))))
 
 
-def _reshape(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def _reshape(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Gather each output element from the input box by its row-major position."""
     out_box = kernel.output.box
     in_box = kernel.inputs[0].box
@@ -164,7 +174,7 @@ def _reshape(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.nda
     return x[:, local].reshape(samples, *out_box.shape)
 
 
-def _concat(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def _concat(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     axis = int(kernel.attrs["axis"]) + 1
     out = np.empty(
         (samples, *kernel.output.box.shape), dtype=inputs[0].dtype if inputs else np.float32
@@ -178,7 +188,7 @@ def _concat(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndar
     return out
 
 
-def _slice(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def _slice(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     out_shape = kernel.output.box.shape
     index: list[slice] = [slice(None)]
     for start, step, count in zip(kernel.attrs["starts"], kernel.attrs["steps"], out_shape):
@@ -187,7 +197,7 @@ def _slice(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarr
     return np.ascontiguousarray(inputs[0][tuple(index)])
 
 
-def _same_box(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def _same_box(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Element-wise ops: operands in IR order, constants from params, broadcast to full rank."""
     rank = len(kernel.output.box.start)
     operands = []
@@ -197,20 +207,21 @@ def _same_box(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.nd
         operands.append(
             array.reshape(array.shape[0], *([1] * (rank + 1 - array.ndim)), *array.shape[1:])
         )
-    (y,) = evaluate(kernel.opcode, _full_attrs(kernel.opcode, kernel.attrs), operands)
-    return np.broadcast_to(y, (samples, *kernel.output.box.shape)).copy()
+    (y,) = evaluate(kernel.kernel.opcode, kernel.attrs, operands)
+    if y.shape[1:] == kernel.out_shape:
+        return y
+    return np.broadcast_to(y, (samples, *kernel.out_shape)).copy()
 
 
-def _softmax(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    attrs = _full_attrs("softmax", kernel.attrs)
-    attrs["axis"] = int(attrs["axis"]) + 1
+def _softmax(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    attrs = dict(kernel.attrs, axis=int(kernel.attrs["axis"]) + 1)
     return evaluate("softmax", attrs, [inputs[0]])[0]
 
 
-def _whole(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def _whole(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Fallback ops: whole operands in, whole result out (per sample), output box cropped."""
     op = str(kernel.attrs["ir_op"])
-    attrs = _full_attrs(op, kernel.attrs)
+    attrs = kernel.attrs
     crop = (
         slice(None),
         *(slice(a, b) for a, b in zip(kernel.output.box.start, kernel.output.box.stop)),
@@ -220,7 +231,7 @@ def _whole(kernel: Kernel, inputs: list, params: dict, samples: int) -> np.ndarr
         ports = iter(inputs)
         operands = [
             next(ports)[sample] if o >= 0 else params[f"operand{-1 - o}"]
-            for o in kernel.attrs["operands"]
+            for o in kernel.kernel.attrs["operands"]
         ]
         results.append(evaluate(op, attrs, operands)[0])
     return np.ascontiguousarray(np.stack(results)[crop])

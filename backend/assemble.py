@@ -197,6 +197,7 @@ def _io_inputs(partition: Partition, senders: list[Sender]) -> list[IOTensor]:
                 tuple(s.box for s in mine),
                 tuple((s.key, s.mask) for s in mine),
                 values_per_packet(info.dtype),
+                info.quant,
             )
         )
     return result
@@ -216,6 +217,7 @@ def _io_outputs(partition: Partition, senders: list[Sender]) -> list[IOTensor]:
                 tuple(s.box for s in mine),
                 tuple((s.key, s.mask) for s in mine),
                 values_per_packet(info.dtype),
+                info.quant,
             )
         )
     return result

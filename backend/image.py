@@ -36,6 +36,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+
 from backend.image_codec import (
     DTYPE_SIZES,
     MIN_KERNEL,
@@ -60,6 +62,7 @@ from backend.image_codec import (
 from backend.program import (
     LINK_NAMES,
     AttrValue,
+    Box,
     ChipImage,
     IOTensor,
     Kernel,
@@ -77,6 +80,9 @@ HEADER_SIZE = 64
 TABLE_ENTRY_SIZE = 24
 # SRAM per PE (128 KiB on SpiNNaker2) when the image's machine description has no "sram_bytes".
 DEFAULT_SRAM_BYTES = 131072
+# Largest graph input or output per inference a reader accepts (256 MiB): it bounds what a run
+# allocates for an I/O tensor, whatever the image claims.
+MAX_IO_TENSOR_BYTES = 1 << 28
 
 _HEADER = struct.Struct("<8sHHIQII32s")
 _TABLE_ENTRY = struct.Struct("<IIQQ")
@@ -593,10 +599,19 @@ def _read_io_tensors(reader: ByteReader, kind: str) -> list[IOTensor]:
 def _read_io_tensor(reader: ByteReader, kind: str) -> IOTensor:
     name = reader.string(f"{kind} name")
     tensor_id = reader.u32(f"{kind} tensor id")
+    at = reader.offset
     shape = read_shape(reader, f"{kind} shape")
     dtype = read_dtype(reader, f"{kind} dtype")
+    size = math.prod(shape) * DTYPE_SIZES[dtype]
+    if size > MAX_IO_TENSOR_BYTES:
+        raise reader.error(
+            f"{kind} {name!r} of shape {shape} ({dtype}) needs {size} bytes, more than the "
+            f"{MAX_IO_TENSOR_BYTES} an I/O tensor may hold",
+            at,
+        )
     boxes = []
     keys = []
+    parts_at = reader.offset
     for _ in range(reader.count(f"{kind} part count", _MIN_IO_PART)):
         at = reader.offset
         box = read_box(reader, f"{kind} box")
@@ -606,6 +621,7 @@ def _read_io_tensor(reader: ByteReader, kind: str) -> IOTensor:
             raise reader.error(f"{kind} {name!r}: box {box} is not inside shape {shape}", at)
         boxes.append(box)
         keys.append((reader.u32(f"{kind} key"), reader.u32(f"{kind} mask")))
+    _check_parts_tile(reader, f"{kind} {name!r}", shape, boxes, parts_at)
     at = reader.offset
     values_per_packet = reader.u32(f"{kind} values per packet")
     if values_per_packet == 0:
@@ -613,6 +629,24 @@ def _read_io_tensor(reader: ByteReader, kind: str) -> IOTensor:
     quant = _read_quant(reader, f"{kind} {name!r}")
     return IOTensor(
         name, tensor_id, shape, dtype, tuple(boxes), tuple(keys), values_per_packet, quant
+    )
+
+
+def _check_parts_tile(
+    reader: ByteReader, what: str, shape: tuple[int, ...], boxes: list[Box], at: int
+) -> None:
+    """The parts of an I/O tensor cover each of its elements exactly once."""
+    covered = sum(box_elements(box) for box in boxes)
+    if covered == math.prod(shape):
+        count = np.zeros(shape, dtype=np.uint8)
+        for box in boxes:
+            count[tuple(slice(a, b) for a, b in zip(box.start, box.stop, strict=True))] += 1
+        if count.size == 0 or count.min() == 1:  # with the sum: each element once
+            return
+    raise reader.error(
+        f"{what}: its {len(boxes)} parts hold {covered} elements but do not cover the "
+        f"{math.prod(shape)} elements of shape {shape} exactly once",
+        at,
     )
 
 

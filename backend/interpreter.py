@@ -33,6 +33,7 @@ from backend.route import TableIndex, simulate_delivery
 from backend.schedule import firing_schedule
 from backend.stats import mac_count
 from ir.errors import InputError
+from ir.quant import dequantise, quantise
 
 
 @dataclass
@@ -213,6 +214,8 @@ class Interpreter:
         for io in self.program.inputs:
             data = inputs[io.name]
             samples = data.shape[0]
+            if io.quant is not None:  # the host quantises, as ONNX QuantizeLinear
+                data = quantise(data, *io.quant)
             for box, (key, _) in zip(io.boxes, io.keys):
                 payloads[key] = np.ascontiguousarray(
                     data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
@@ -231,10 +234,13 @@ class Interpreter:
         if len(members) == 1:
             buffers = [_fill(plan, payloads, samples) for plan in self.fills[first]]
         else:
-            buffers = [
-                np.concatenate([_fill(self.fills[m][port], payloads, samples) for m in members])
-                for port in range(len(self.fills[first]))
-            ]
+            buffers = []
+            for port, plan in enumerate(self.fills[first]):
+                stacked = np.empty((len(members) * samples, *plan.shape), dtype=plan.dtype)
+                for position, member in enumerate(members):
+                    target = stacked[position * samples : (position + 1) * samples]
+                    _fill_into(self.fills[member][port], payloads, target)
+                buffers.append(stacked)
         result = self.prepared[first](buffers, self.params[first])
         dtype = self.kernels[first][1].output.dtype
         for position, member in enumerate(members):
@@ -290,19 +296,27 @@ def _fill_plan(port) -> FillPlan:
 def _fill(plan: FillPlan, payloads: dict[int, np.ndarray], samples: int) -> np.ndarray:
     """The port's buffer: each sender's payload part written where it belongs."""
     if len(plan.copies) == 1:
-        key, target, source = plan.copies[0]
+        key, target, _ = plan.copies[0]
         whole = all(t == slice(0, n) for t, n in zip(target, plan.shape))
         payload = payloads[key]
         if whole and payload.shape[1:] == plan.shape:
             return payload
     buffer = np.empty((samples, *plan.shape), dtype=plan.dtype)
-    for key, target, source in plan.copies:
-        buffer[(slice(None), *target)] = payloads[key][(slice(None), *source)]
+    _fill_into(plan, payloads, buffer)
     return buffer
 
 
+def _fill_into(plan: FillPlan, payloads: dict[int, np.ndarray], buffer: np.ndarray) -> None:
+    """Write each sender's part of the port's box into `buffer` (samples, *box shape)."""
+    for key, target, source in plan.copies:
+        buffer[(slice(None), *target)] = payloads[key][(slice(None), *source)]
+
+
 def _assemble(io, plan, payloads: dict[int, np.ndarray], samples: int) -> np.ndarray:
+    """A graph output from the packets the host received (dequantised when int8)."""
     result = np.empty((samples, *io.shape), dtype=io.dtype)
     for key, target in plan:
         result[(slice(None), *target)] = payloads[key]
+    if io.quant is not None:
+        return dequantise(result, *io.quant)
     return result

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from backend import kernels_int8 as int8
 from backend.program import Kernel
 from ir.errors import InternalError
 from ir.reference import apply_activation, evaluate
@@ -39,7 +40,10 @@ class PreparedKernel:
     def __call__(self, inputs: Arrays, params: dict[str, np.ndarray]) -> np.ndarray:
         """Compute the kernel's output box, shaped (S, *output box shape)."""
         samples = inputs[0].shape[0] if inputs else 1
-        result = self.handler(self, list(inputs), params, samples)
+        if self.attrs.get("float_island"):
+            result = self._float_island(list(inputs), params, samples)
+        else:
+            result = self.handler(self, list(inputs), params, samples)
         if result.shape[1:] != self.out_shape:
             kernel = self.kernel
             raise InternalError(
@@ -47,6 +51,18 @@ class PreparedKernel:
                 f"{result.shape[1:]}, its output box is {self.out_shape}"
             )
         return result
+
+    def _float_island(self, inputs: list, params: dict, samples: int) -> np.ndarray:
+        """int8 in, fp32 compute (the float kernel), int8 out: dequantise, run, quantise."""
+        attrs = self.attrs
+        operands = attrs.get("operands", tuple(range(len(inputs))))
+        ports = [o for o in operands if o >= 0] or list(range(len(inputs)))
+        floats = [
+            int8.to_float(x, attrs["input_scales"][o], attrs["input_zero_points"][o])
+            for x, o in zip(inputs, ports)
+        ]
+        result = self.handler(self, floats, params, samples)
+        return int8.to_int8(result, attrs["output_scale"], attrs["output_zero_point"])
 
 
 def run_kernel(kernel: Kernel, inputs: Arrays, params: dict[str, np.ndarray]) -> np.ndarray:
@@ -66,6 +82,8 @@ def _split_samples(y: np.ndarray, samples: int) -> np.ndarray:
 
 # -- kernels --------------------------------------------------------------------------------------
 def _conv(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    if kernel.attrs.get("int8"):
+        return _split_samples(int8.conv(kernel.attrs, _merge_samples(inputs[0]), params), samples)
     operands = [_merge_samples(inputs[0]), params["weight"]]
     if "bias" in params:
         operands.append(params["bias"])
@@ -74,6 +92,8 @@ def _conv(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
 
 
 def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    if kernel.attrs.get("int8"):
+        return int8.dense(kernel.attrs, inputs[0], params)
     operands = [inputs[0], params["weight"]]
     if "bias" in params:
         operands.append(params["bias"])
@@ -82,6 +102,8 @@ def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
 
 
 def _partial_sum(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    if kernel.attrs.get("int8"):
+        return int8.partial_sum(kernel.attrs, inputs, params)
     total = inputs[0].copy()
     for part in inputs[1:]:
         total += part
@@ -104,7 +126,14 @@ def _pool(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
     number of taps with valid_lo <= p < valid_hi (padding counted or not), as onnxruntime does.
     """
     attrs = kernel.attrs
+    quantised = bool(attrs.get("int8"))
     x = inputs[0]
+    if quantised:  # int8: max on the codes, average of (q - z) with padding as 0
+        x = (
+            x.astype(np.float64)
+            if attrs["kind"] == "max"
+            else x.astype(np.int64) - attrs["zero_point"]
+        )
     out_shape = kernel.output.box.shape
     rank = len(attrs["kernel"])
     is_max = attrs["kind"] == "max"
@@ -123,7 +152,12 @@ def _pool(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
         divisors.append(counted.sum(axis=1))
     result = _window_reduce(x, gathers, is_max, fill)
     if is_max:
-        return result.astype(np.float32)
+        return result.astype(np.int8 if quantised else np.float32)
+    if quantised:
+        divisor_int = divisors[0]
+        for d in divisors[1:]:
+            divisor_int = np.multiply.outer(divisor_int, d)
+        return int8.average(result, np.maximum(divisor_int, 1), attrs["zero_point"])
     divisor = divisors[0].astype(np.float32)
     for d in divisors[1:]:
         divisor = np.multiply.outer(divisor, d.astype(np.float32))
@@ -138,7 +172,7 @@ def _window_reduce(x: np.ndarray, gathers: list, is_max: bool, fill: float) -> n
         taken = np.take(result, index, axis=axis)  # (..., out, taps, ...)
         mask_shape = [1] * taken.ndim
         mask_shape[axis], mask_shape[axis + 1] = present.shape
-        taken = np.where(present.reshape(mask_shape), taken, fill)
+        taken = np.where(present.reshape(mask_shape), taken, taken.dtype.type(fill))
         result = taken.max(axis=axis + 1) if is_max else taken.sum(axis=axis + 1)
     return result
 
@@ -151,6 +185,14 @@ def _lrn(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np
 
 
 def _global_pool(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    if kernel.attrs.get("int8"):
+        x = inputs[0]
+        axes = tuple(range(3, x.ndim))
+        if kernel.attrs["kind"] == "max":
+            return x.max(axis=axes, keepdims=True)
+        total = (x.astype(np.int64) - kernel.attrs["zero_point"]).sum(axis=axes, keepdims=True)
+        count = int(np.prod([x.shape[a] for a in axes]))
+        return int8.average(total, np.int64(count), kernel.attrs["zero_point"])
     (y,) = evaluate("global_pool", kernel.attrs, [_merge_samples(inputs[0])])
     return _split_samples(y, samples)
 
@@ -180,8 +222,12 @@ def _concat(kernel: PreparedKernel, inputs: list, params: dict, samples: int) ->
         (samples, *kernel.output.box.shape), dtype=inputs[0].dtype if inputs else np.float32
     )
     ports = iter(inputs)
-    for operand, offset in zip(kernel.attrs["operands"], kernel.attrs["offsets"]):
+    pieces = zip(kernel.attrs["operands"], kernel.attrs["offsets"])
+    for position, (operand, offset) in enumerate(pieces):
         piece = next(ports) if operand >= 0 else params[f"operand{-1 - operand}"][None]
+        if kernel.attrs.get("int8"):
+            zero, multiplier, shift = kernel.attrs["rescale"][3 * position : 3 * position + 3]
+            piece = int8.rescale(piece, zero, multiplier, shift, kernel.attrs["output_zero_point"])
         index = [slice(None)] * out.ndim
         index[axis] = slice(offset, offset + piece.shape[axis])
         out[tuple(index)] = piece
@@ -207,10 +253,26 @@ def _same_box(kernel: PreparedKernel, inputs: list, params: dict, samples: int) 
         operands.append(
             array.reshape(array.shape[0], *([1] * (rank + 1 - array.ndim)), *array.shape[1:])
         )
-    (y,) = evaluate(kernel.kernel.opcode, kernel.attrs, operands)
+    if kernel.attrs.get("int8"):
+        y = _same_box_int8(kernel, operands)
+    else:
+        (y,) = evaluate(kernel.kernel.opcode, kernel.attrs, operands)
     if y.shape[1:] == kernel.out_shape:
         return y
     return np.broadcast_to(y, (samples, *kernel.out_shape)).copy()
+
+
+def _same_box_int8(kernel: PreparedKernel, operands: list) -> np.ndarray:
+    op = kernel.kernel.opcode
+    if op in ("add", "sub"):
+        return int8.add_sub(kernel.attrs, operands[0], operands[1], subtract=op == "sub")
+    if op == "mul":
+        return int8.mul(kernel.attrs, operands[0], operands[1])
+    return operands[0]  # identity-like
+
+
+def _lookup(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    return int8.lookup(params["table"], inputs[0])
 
 
 def _softmax(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
@@ -250,4 +312,5 @@ _HANDLERS = {
     "slice": _slice,
     "softmax": _softmax,
     "whole": _whole,
+    "lookup": _lookup,
 }

@@ -45,6 +45,7 @@ class TensorInfo:
     name: str
     shape: tuple[int, ...]
     dtype: str
+    quant: tuple[float, int] | None = None  # per-tensor (scale, zero point) of int8 tensors
 
 
 @dataclass
@@ -124,7 +125,9 @@ class LayerPartitioner:
     def __init__(self, layer: Layer, budget: int) -> None:
         self.layer = layer
         self.budget = budget
-        self.axes = split_axes(layer)[:2]
+        shape = layer.out_shape
+        # The first two axes that can actually be cut (more than one granule).
+        self.axes = [(a, g) for a, g in split_axes(layer) if -(-shape[a] // g) > 1][:2]
         self.in_dtypes = [v.type.dtype for v in layer.node.inputs if not v.is_constant]
         self.out_dtype = layer.node.outputs[0].type.dtype
         self.partial_ok = layer.op in ("dense", "conv") and (
@@ -166,7 +169,7 @@ class LayerPartitioner:
                 need = self._bytes(slice_layer(self.layer, box))
             else:
                 need = max(
-                    self._bytes(slice_layer(self.layer, box, channels)),
+                    self._bytes(slice_layer(self.layer, box, channels), partial=True),
                     self._bytes(partial_sum_slice(self.layer, box, parts)),
                 )
             self._size_cache[key] = need
@@ -189,13 +192,15 @@ class LayerPartitioner:
             for combo in _product(choices)
         ]
 
-    def _bytes(self, spec: SliceSpec) -> int:
+    def _bytes(self, spec: SliceSpec, partial: bool = False) -> int:
+        """Bytes of a slice; partial sums of an int8 layer travel as int32."""
+        part_dtype = "int32" if self.out_dtype == "int8" else self.out_dtype
         if spec.opcode == "partial_sum":
-            dtypes = [self.out_dtype] * len(spec.inputs)
+            dtypes = [part_dtype] * len(spec.inputs)
         else:
             dtypes = self.in_dtypes[: len(spec.inputs)] or ["float32"] * len(spec.inputs)
             dtypes += [dtypes[-1]] * (len(spec.inputs) - len(dtypes))
-        return slice_bytes(spec, dtypes, self.out_dtype)
+        return slice_bytes(spec, dtypes, part_dtype if partial else self.out_dtype)
 
     def best_plan(self) -> Plan:
         parts_options = [1]
@@ -296,8 +301,14 @@ class _Builder:
         key = id(value)
         if key not in self.tensor_of:
             tensor_id = len(self.result.tensors)
+            quant = value.type.quant
+            per_tensor = (
+                (quant.scale[0], quant.zero_point[0])
+                if quant is not None and quant.axis is None
+                else None
+            )
             self.result.tensors[tensor_id] = TensorInfo(
-                tensor_id, value.name, value.type.shape, value.type.dtype
+                tensor_id, value.name, value.type.shape, value.type.dtype, per_tensor
             )
             self.tensor_of[key] = tensor_id
         return self.tensor_of[key]
@@ -358,7 +369,8 @@ class _Builder:
         part_tensors = []
         for part, channels in enumerate(partitioner.in_channel_ranges(plan.parts)):
             name = f"{layer.node.name}.part{part}@{box.start}"
-            part_tensor = self.new_tensor(name, info.shape, info.dtype)
+            dtype = "int32" if info.dtype == "int8" else info.dtype  # int8: int32 partial sums
+            part_tensor = self.new_tensor(name, info.shape, dtype)
             part_tensors.append(part_tensor)
             spec = slice_layer(layer, box, channels)
             self.add_slice(layer, layer_index, spec, part_tensor, [source])

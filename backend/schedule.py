@@ -20,6 +20,10 @@ import numpy as np
 from backend.program import Kernel
 from ir.errors import InternalError
 
+# Kernels whose result depends on where their boxes lie, not only on their buffers: `whole`
+# crops its output box from the whole result, `reshape` maps positions through both shapes.
+POSITIONAL = frozenset({"whole", "reshape"})
+
 
 @dataclass(frozen=True)
 class FiringGroup:
@@ -36,6 +40,9 @@ def _group_key(kernel: Kernel, params: dict[str, np.ndarray]) -> tuple:
         digest.update(np.ascontiguousarray(params[role]).tobytes())
     ports = tuple((p.box.shape, p.dtype) for p in kernel.inputs)
     attrs = repr(sorted(kernel.attrs.items()))
+    where: tuple = ()
+    if kernel.opcode in POSITIONAL:
+        where = (kernel.output.box.start, tuple(p.box.start for p in kernel.inputs))
     return (
         kernel.layer,
         kernel.opcode,
@@ -44,6 +51,7 @@ def _group_key(kernel: Kernel, params: dict[str, np.ndarray]) -> tuple:
         kernel.output.box.shape,
         kernel.output.dtype,
         digest.digest(),
+        where,
     )
 
 

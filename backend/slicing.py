@@ -130,10 +130,15 @@ def slice_layer(
     `in_channels` = (i0, i1) makes a conv/dense slice compute a partial sum over those input
     channels (features), without bias or activation.
     """
-    rule = _RULES.get(layer.op, _whole_inputs)
     if in_channels is not None:
-        return _partial_rule(layer, out_box, in_channels)
-    return rule(layer, out_box)
+        spec = _partial_rule(layer, out_box, in_channels)
+    else:
+        spec = _RULES.get(layer.op, _whole_inputs)(layer, out_box)
+    if layer.node.outputs[0].type.dtype == "int8":
+        from backend.quant_slicing import add_int8
+
+        spec = add_int8(layer, spec, partial=in_channels is not None)
+    return spec
 
 
 def _conv_rule(layer: Layer, out_box: Box) -> SliceSpec:
@@ -233,6 +238,10 @@ def partial_sum_slice(layer: Layer, out_box: Box, parts: int) -> SliceSpec:
     spec = SliceSpec("partial_sum", attrs, out_box, [(p, out_box) for p in range(parts)])
     if len(layer.node.inputs) == 3:
         spec.params.append(("bias", _operand(layer, 2)[c0:c1]))
+    if layer.node.outputs[0].type.dtype == "int8":
+        from backend.quant_slicing import add_int8
+
+        spec = add_int8(layer, spec, partial=False)
     return spec
 
 

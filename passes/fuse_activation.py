@@ -18,8 +18,8 @@ from passes.base import Pass
 from passes.rewrite import replace_value, single_use
 
 
-def _fusable_producer(graph: Graph, node: Node) -> Node | None:
-    if node.op != "activation" or node.attrs["function"] not in FUSABLE:
+def _fusable_producer(graph: Graph, node: Node, functions: frozenset[str]) -> Node | None:
+    if node.op != "activation" or node.attrs["function"] not in functions:
         return None
     producer = node.inputs[0].producer
     if producer is None or producer.op not in ("conv", "dense"):
@@ -36,11 +36,13 @@ class FuseActivation(Pass):
     """Move fusable activations into their conv/dense producer."""
 
     name: ClassVar[str] = "fuse-activation"
+    # int8 fuses only the clamps (ReLU, Clip); other functions become lookup tables.
+    functions: frozenset[str] = FUSABLE
 
     def run(self, graph: Graph) -> bool:
         changed = False
         for node in list(graph.nodes):
-            producer = _fusable_producer(graph, node)
+            producer = _fusable_producer(graph, node, self.functions)
             if producer is None:
                 continue
             producer.attrs["activation"] = node.attrs["function"]

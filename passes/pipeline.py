@@ -8,10 +8,13 @@ from passes.dead_code import DeadCode
 from passes.fold_batchnorm import DecomposeBatchNorm, FoldBatchNorm
 from passes.fuse_activation import FuseActivation
 from passes.lower_split import LowerSplit
+from passes.quantise import Quantise
 from passes.remove_identity import RemoveIdentity
 
+CLAMPS = frozenset({"relu", "clip"})
 
-def canonicalisation() -> list[Pass]:
+
+def canonicalisation(mode: str = "float") -> list[Pass]:
     """Folding, identity removal, BatchNorm folding, fusion, dead code, split lowering."""
     return [
         ConstantFold(),
@@ -19,7 +22,7 @@ def canonicalisation() -> list[Pass]:
         FoldBatchNorm(),
         DecomposeBatchNorm(),
         ConstantFold(),
-        FuseActivation(),
+        FuseActivation() if mode == "float" else FuseActivation(functions=CLAMPS),
         DeadCode(),
         LowerSplit(),
     ]
@@ -27,4 +30,4 @@ def canonicalisation() -> list[Pass]:
 
 def pass_names() -> list[str]:
     """Every pass name a user can give to --print-after."""
-    return sorted({p.name for p in canonicalisation()})
+    return sorted({p.name for p in canonicalisation()} | {Quantise.name})

@@ -71,10 +71,37 @@ def compile_options(function):
     options = [
         click.option(
             "--mode",
-            type=click.Choice(["float"]),
+            type=click.Choice(["float", "int8"]),
             default="float",
             show_default=True,
-            help="Numerics: float runs fp32 kernels on the ARM cores.",
+            help="Numerics: float runs fp32 kernels on the ARM cores; int8 quantises weights "
+            "and activations and runs conv/dense on the MAC arrays (docs/numerics.md).",
+        ),
+        click.option(
+            "--calib",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="int8: .npz of calibration inputs keyed by input name, samples along axis 0 "
+            "(default: seeded random inputs, with a warning).",
+        ),
+        click.option(
+            "--calib-method",
+            type=click.Choice(["minmax", "percentile", "mse"]),
+            default="minmax",
+            show_default=True,
+            help="int8: how each activation's range is chosen from the calibration data.",
+        ),
+        click.option(
+            "--percentile",
+            type=float,
+            default=99.99,
+            show_default=True,
+            help="int8: the percentile kept by --calib-method percentile.",
+        ),
+        click.option(
+            "--per-tensor-weights",
+            is_flag=True,
+            help="int8: one weight scale per tensor instead of per output channel.",
         ),
         click.option("--machine", default="board", show_default=True, help=MACHINE_HELP),
         click.option(
@@ -98,12 +125,13 @@ def compile_options(function):
     return function
 
 
-def _options(mode, machine, batch, dump_ir, print_after):
+def _options(options: dict):
+    """CompileOptions from the shared compile options of a command."""
     from s2c.driver import CompileOptions
 
-    return CompileOptions(
-        mode=mode, machine=machine, batch=batch, dump_ir=dump_ir, print_after=tuple(print_after)
-    )
+    values = dict(options)
+    values["print_after"] = tuple(values.get("print_after", ()))
+    return CompileOptions(**values)
 
 
 def _check_output_path(output: Path, model: Path) -> None:
@@ -121,7 +149,12 @@ def _check_output_path(output: Path, model: Path) -> None:
 )
 @compile_options
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-def compile_command(model, output, mode, machine, batch, dump_ir, print_after, quiet):
+@click.option(
+    "--emit-qdq",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="int8: also write the quantised graph as a QDQ ONNX model onnxruntime runs.",
+)
+def compile_command(model, output, quiet, emit_qdq, **options):
     """Compile MODEL.onnx into a SpiNNaker2 memory image."""
     from backend.image import write_image
     from s2c.driver import compile_model
@@ -129,12 +162,22 @@ def compile_command(model, output, mode, machine, batch, dump_ir, print_after, q
 
     output = output or model.with_suffix(".bin")
     _check_output_path(output, model)
-    result = compile_model(
-        model, _options(mode, machine, batch, dump_ir, print_after), emit=click.echo
-    )
+    if emit_qdq is not None:
+        _check_output_path(emit_qdq, model)
+        if options["mode"] != "int8":
+            raise InputError("--emit-qdq needs --mode int8")
+    warn = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
+    result = compile_model(model, _options(options), emit=click.echo, warn=warn)
     size = write_image(result.program, output)
+    if emit_qdq is not None:
+        from s2c.export import export_onnx
+        from s2c.files import atomic_write_bytes
+
+        atomic_write_bytes(emit_qdq, export_onnx(result.graph).SerializeToString())
     if not quiet:
         click.echo(f"wrote {output} ({size} bytes)")
+        if emit_qdq is not None:
+            click.echo(f"wrote {emit_qdq} (the quantised graph as a QDQ model)")
         click.echo(format_summary(summarise(result.program, size)))
 
 
@@ -216,9 +259,7 @@ def _read_image_bytes(path: Path) -> bytes:
 @click.option("--atol", type=float, default=None, help="Absolute tolerance (default 1e-5).")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.pass_context
-def validate_command(
-    ctx, model, inputs_path, mode, machine, batch, dump_ir, print_after, rtol, atol, as_json
-):
+def validate_command(ctx, model, inputs_path, rtol, atol, as_json, **options):
     """Compile MODEL, run it in the interpreter and compare with onnxruntime.
 
     Exits 0 only when every output element is within tolerance.
@@ -227,11 +268,11 @@ def validate_command(
     from s2c.validate import DEFAULT_ATOL, DEFAULT_RTOL, validate
 
     arrays = read_npz(inputs_path) if inputs_path is not None else None
+    if options["mode"] == "int8":
+        ctx.exit(_validate_int8(model, arrays, options, as_json))
     rtol = DEFAULT_RTOL if rtol is None else rtol
     atol = DEFAULT_ATOL if atol is None else atol
-    results = validate(
-        model, _options(mode, machine, batch, dump_ir, print_after), arrays, rtol, atol
-    )
+    results = validate(model, _options(options), arrays, rtol, atol)
     ok = all(r.ok for r in results)
     if as_json:
         click.echo(
@@ -249,6 +290,38 @@ def validate_command(
             )
         click.echo(f"{'PASS' if ok else 'FAIL'} (rtol {rtol}, atol {atol}, against onnxruntime)")
     ctx.exit(0 if ok else 1)
+
+
+def _validate_int8(model, arrays, options, as_json) -> int:
+    """Print both int8 comparisons; 0 when the QDQ agreement meets the acceptance figures."""
+    from s2c.validate import QDQ_MAX_STEPS, QDQ_MIN_FRACTION, validate_int8
+
+    report = validate_int8(model, _options(options), arrays)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "against_qdq": [c.as_dict() for c in report.qdq],
+                    "against_fp32": [c.as_dict() for c in report.fp32],
+                },
+                indent=2,
+            )
+        )
+        return 0 if report.ok else 1
+    for c in report.qdq:
+        click.echo(
+            f"{c.name}: against the QDQ model: {100 * c.fraction_within_one:.2f} % of "
+            f"{c.elements} within 1 LSB, max {c.max_steps} LSB"
+        )
+    for c in report.fp32:
+        click.echo(f"{c.name}: against the fp32 model: max abs error {c.max_abs_error:.3g}")
+    verdict = "PASS" if report.ok else "FAIL"
+    click.echo(
+        f"{verdict} (int8: >= {100 * QDQ_MIN_FRACTION:g} % within 1 LSB of the QDQ model, "
+        f"none beyond {QDQ_MAX_STEPS} LSB)"
+    )
+    return 0 if report.ok else 1
 
 
 @main.command("inspect")

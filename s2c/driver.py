@@ -7,6 +7,7 @@ layout) -> Program, which `backend.image` writes as the image.
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,11 +24,15 @@ from ir.errors import InputError, ResourceError
 from ir.graph import Graph
 from ir.printer import print_graph
 from passes.base import PassManager
+from passes.calibration import METHODS, synthetic_inputs
 from passes.pipeline import canonicalisation, pass_names
+from passes.quantise import Quantise
 from s2c import __version__
+from s2c.files import read_npz
 from s2c.frontend import load_onnx
 
-MODES = ("float",)
+MODES = ("float", "int8")
+CALIBRATION_SAMPLES = 8  # seeded synthetic samples when no --calib is given
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,10 @@ class CompileOptions:
     batch: int = 1
     dump_ir: bool = False
     print_after: tuple[str, ...] = ()
+    calib: str | None = None  # .npz of calibration inputs (int8)
+    calib_method: str = "minmax"
+    percentile: float = 99.99
+    per_tensor_weights: bool = False
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -47,6 +56,12 @@ class CompileOptions:
             )
         if self.batch < 1:
             raise InputError(f"--batch must be >= 1, got {self.batch}")
+        if self.calib_method not in METHODS:
+            raise InputError(
+                f"--calib-method {self.calib_method!r}: choose from {', '.join(METHODS)}"
+            )
+        if not 50.0 < self.percentile <= 100.0:
+            raise InputError(f"--percentile must be in (50, 100], got {self.percentile}")
         unknown = [p for p in self.print_after if p not in pass_names() and p != "all"]
         if unknown:
             raise InputError(
@@ -99,10 +114,33 @@ def _model_digest(source: str | Path | onnx.ModelProto) -> str:
     return hashlib.sha256(Path(source).read_bytes()).hexdigest()
 
 
+def _warn_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _quantise_pass(graph: Graph, options: CompileOptions, warn) -> Quantise:
+    """The quantise pass with the user's calibration data, or seeded synthetic samples."""
+    if options.calib is not None:
+        data = read_npz(options.calib)
+    else:
+        (warn or _warn_to_stderr)(
+            f"warning: no --calib given: int8 ranges come from {CALIBRATION_SAMPLES} seeded "
+            "random inputs; accuracy needs real calibration data"
+        )
+        data = synthetic_inputs(graph, CALIBRATION_SAMPLES)
+    return Quantise(
+        calibration=data,
+        method=options.calib_method,
+        percentile=options.percentile,
+        per_tensor_weights=options.per_tensor_weights,
+    )
+
+
 def compile_model(
     source: str | Path | onnx.ModelProto,
     options: CompileOptions = CompileOptions(),
     emit: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
 ) -> CompileResult:
     """Compile an ONNX model (path or proto) into a placed, routed program."""
     options.check()
@@ -118,7 +156,10 @@ def compile_model(
     machine = None if options.machine == "auto" else resolve_machine(options.machine)
     graph = load_onnx(source, batch=options.batch)
     lap("frontend")
-    manager = PassManager(canonicalisation(), print_after=frozenset(options.print_after), emit=emit)
+    passes = canonicalisation(options.mode)
+    if options.mode == "int8":
+        passes.append(_quantise_pass(graph, options, warn))
+    manager = PassManager(passes, print_after=frozenset(options.print_after), emit=emit)
     manager.run(graph)
     if options.dump_ir:
         emit(print_graph(graph))

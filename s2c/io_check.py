@@ -34,13 +34,19 @@ def stack_inputs(
     return result
 
 
+def host_dtype(io: IOTensor) -> str:
+    """The dtype the user gives or gets: float32 for tensors the host (de)quantises."""
+    return "float32" if io.quant is not None else io.dtype
+
+
 def _stack_one(io: IOTensor, array: np.ndarray, source: str) -> np.ndarray:
     expected = tuple(io.shape)
-    if not np.can_cast(array.dtype, io.dtype, casting="same_kind"):
+    dtype = host_dtype(io)
+    if not np.can_cast(array.dtype, dtype, casting="same_kind"):
         raise InputError(
-            f"{source}: input '{io.name}' has dtype {array.dtype}, the model takes {io.dtype}"
+            f"{source}: input '{io.name}' has dtype {array.dtype}, the model takes {dtype}"
         )
-    array = array.astype(io.dtype, copy=False)
+    array = array.astype(dtype, copy=False)
     if tuple(array.shape) == expected:
         return array[None]
     batch = expected[0] if expected else 1

@@ -18,6 +18,7 @@ from backend.interpreter import Interpreter
 from backend.program import IOTensor
 from ir.errors import InputError
 from s2c.driver import CompileOptions, compile_model
+from s2c.files import atomic_write_bytes
 from s2c.io_check import stack_inputs, unstack_outputs
 
 # fp32 kernels sum in another order than onnxruntime (sliced partial sums, other BLAS blocking);
@@ -31,8 +32,8 @@ def seeded_inputs(io_inputs: list[IOTensor], seed: int = 0) -> dict[str, np.ndar
     rng = np.random.default_rng(seed)
     arrays = {}
     for io in io_inputs:
-        if io.dtype.startswith("float"):
-            arrays[io.name] = rng.standard_normal(io.shape).astype(io.dtype)
+        if io.quant is not None or io.dtype.startswith("float"):
+            arrays[io.name] = rng.standard_normal(io.shape).astype(np.float32)
         else:
             arrays[io.name] = np.zeros(io.shape, dtype=io.dtype)
     return arrays
@@ -112,8 +113,8 @@ def validate(
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
 ) -> list[OutputComparison]:
-    """Compile, encode, decode, interpret; compare every output with onnxruntime."""
-    result = compile_model(model, options, emit=lambda text: None)
+    """Compile, encode, decode, interpret; compare every output with onnxruntime (fp32)."""
+    result = compile_model(model, options, emit=lambda text: None, warn=lambda text: None)
     image = encode_image(result.program)
     arrays = inputs if inputs is not None else seeded_inputs(result.program.inputs)
     actual, _ = interpreter_outputs(image, arrays)
@@ -135,3 +136,85 @@ def onnxruntime_per_sample(
     single = all(tuple(arrays[io.name].shape) == tuple(io.shape) for io in io_inputs)
     merged = {name: np.stack([run[name] for run in runs]) for name in runs[0]}
     return unstack_outputs(merged, single)
+
+
+@dataclass
+class LsbComparison:
+    """int8 outputs against the QDQ model, in steps of the output's quantisation scale."""
+
+    name: str
+    elements: int
+    within_one: int
+    max_steps: int
+
+    @property
+    def fraction_within_one(self) -> float:
+        return self.within_one / max(self.elements, 1)
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "elements": self.elements,
+            "within_1_lsb": self.within_one,
+            "fraction_within_1_lsb": self.fraction_within_one,
+            "max_lsb": self.max_steps,
+        }
+
+
+def compare_lsb(name: str, expected: np.ndarray, actual: np.ndarray, scale: float):
+    steps = np.rint(np.abs(np.asarray(actual, np.float64) - expected) / scale).astype(np.int64)
+    return LsbComparison(name, int(steps.size), int((steps <= 1).sum()), int(steps.max(initial=0)))
+
+
+def qdq_model(model: onnx.ModelProto | str | Path, options: CompileOptions) -> onnx.ModelProto:
+    """The int8 graph s2c compiles, as a QDQ ONNX model that onnxruntime runs."""
+    from s2c.export import export_onnx
+
+    result = compile_model(model, options, emit=lambda text: None, warn=lambda text: None)
+    return export_onnx(result.graph)
+
+
+# int8 acceptance: as issue-level figures, >= 99.5 % within 1 LSB of the QDQ model, none beyond 2.
+QDQ_MIN_FRACTION = 0.995
+QDQ_MAX_STEPS = 2
+
+
+@dataclass
+class Int8Report:
+    """int8 validation: against the QDQ model (LSB) and against the fp32 model."""
+
+    qdq: list[LsbComparison]
+    fp32: list[OutputComparison]
+
+    @property
+    def ok(self) -> bool:
+        return all(
+            c.fraction_within_one >= QDQ_MIN_FRACTION and c.max_steps <= QDQ_MAX_STEPS
+            for c in self.qdq
+        )
+
+
+def validate_int8(
+    model: str | Path | onnx.ModelProto,
+    options: CompileOptions,
+    inputs: dict[str, np.ndarray] | None = None,
+    qdq_path: str | Path | None = None,
+) -> Int8Report:
+    """Interpreter int8 outputs against the QDQ export of the same graph and the fp32 model."""
+    from s2c.export import export_onnx
+
+    result = compile_model(model, options, emit=lambda text: None, warn=lambda text: None)
+    arrays = inputs if inputs is not None else seeded_inputs(result.program.inputs)
+    actual, _ = interpreter_outputs(encode_image(result.program), arrays)
+    qdq = export_onnx(result.graph)
+    if qdq_path is not None:
+        atomic_write_bytes(qdq_path, qdq.SerializeToString())
+    reference_model = model if not isinstance(model, (str, Path)) else str(model)
+    io_inputs = result.program.inputs
+    quantised = onnxruntime_per_sample(qdq, io_inputs, arrays)
+    floats = onnxruntime_per_sample(reference_model, io_inputs, arrays)
+    scales = {io.name: io.quant[0] if io.quant else 1.0 for io in result.program.outputs}
+    return Int8Report(
+        [compare_lsb(n, quantised[n], actual[n], scales[n]) for n in quantised],
+        [compare(n, floats[n], actual[n], 0.0, 0.0) for n in floats],
+    )

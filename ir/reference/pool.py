@@ -41,14 +41,10 @@ def _lowest(dtype: np.dtype) -> Any:
 def _pad_for_windows(x: np.ndarray, out: tuple[int, ...], attrs: Attrs, fill: Any) -> np.ndarray:
     """x padded with `fill`: pad_begin before each axis, and after it as far as windows reach."""
     kernel, strides, dilations, pads = (
-        attrs["kernel"],
-        attrs["strides"],
-        attrs["dilations"],
-        attrs["pads"],
+        attrs[k] for k in ("kernel", "strides", "dilations", "pads")
     )
-    rank = len(kernel)
     widths = [(0, 0), (0, 0)]
-    for i in range(rank):
+    for i in range(len(kernel)):
         reach = (out[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1
         widths.append((pads[i], max(reach - pads[i] - x.shape[2 + i], 0)))
     return np.pad(x, widths, mode="constant", constant_values=fill)

@@ -10,27 +10,13 @@ import math
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from s2c.frontend.context import NodeContext
 from s2c.frontend.registry import Result, handler
+from s2c.frontend.weights import check_finite, sparse_weight_array, weight_array
 
-
-def sparse_to_dense(sparse: onnx.SparseTensorProto) -> np.ndarray:
-    """A dense array of an ONNX sparse tensor (linear or coordinate indices)."""
-    values = numpy_helper.to_array(sparse.values)
-    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
-    dense = np.zeros(tuple(sparse.dims), dtype=values.dtype)
-    if indices.ndim == 1:
-        dense.reshape(-1)[indices] = values
-    else:
-        dense[tuple(indices.T)] = values
-    return dense
-
-
-_CONSTANT_FORMS = {
-    "value": numpy_helper.to_array,
-    "sparse_value": sparse_to_dense,
+# The list-valued forms of Constant; "value" and "sparse_value" hold tensors (weight_array).
+_LIST_FORMS = {
     "value_float": lambda v: np.array(v, dtype=np.float32),
     "value_floats": lambda v: np.array(v, dtype=np.float32),
     "value_int": lambda v: np.array(v, dtype=np.int64),
@@ -38,15 +24,25 @@ _CONSTANT_FORMS = {
     "value_string": lambda v: np.array(v, dtype=object),
     "value_strings": lambda v: np.array(list(v), dtype=object),
 }
+_CONSTANT_FORMS = ("value", "sparse_value", *_LIST_FORMS)
 
 
 @handler("Constant")
 def lower_constant(ctx: NodeContext) -> list[Result]:
-    """Constant -> a compile-time constant (any of the value_* attribute forms)."""
-    for key, convert in _CONSTANT_FORMS.items():
+    """Constant -> a compile-time constant (any of the value_* attribute forms), finite."""
+    for key in _CONSTANT_FORMS:
         attribute = next((a for a in ctx.node.attribute if a.name == key), None)
-        if attribute is not None:
-            return [convert(onnx.helper.get_attribute_value(attribute))]
+        if attribute is None:
+            continue
+        value = onnx.helper.get_attribute_value(attribute)
+        what = f"'{ctx.display_name}' (Constant) {key}"
+        if key == "value":
+            return [weight_array(value, what)]
+        if key == "sparse_value":
+            return [sparse_weight_array(value, what)]
+        array = _LIST_FORMS[key](value)
+        check_finite(array, what)
+        return [array]
     ctx.unsupported("Constant has no value attribute")
 
 
@@ -57,7 +53,10 @@ def lower_constant_of_shape(ctx: NodeContext) -> list[Result]:
     if any(d < 0 for d in shape):
         ctx.unsupported(f"shape {shape} has a negative dimension")
     value = ctx.attr("value")
-    fill = np.zeros(1, np.float32) if value is None else numpy_helper.to_array(value).reshape(-1)
+    what = f"'{ctx.display_name}' (ConstantOfShape) value"
+    fill = np.zeros(1, np.float32) if value is None else weight_array(value, what).reshape(-1)
+    if fill.size == 0:
+        ctx.unsupported("value holds no element")
     return [np.broadcast_to(fill[:1].reshape(()), shape)]  # a view: filled when used
 
 

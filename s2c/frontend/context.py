@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ir.errors import InputError
 from ir.graph import Attr, Graph, Value
 from ir.registry import get_op
 from ir.types import TensorType
@@ -96,10 +97,15 @@ class NodeContext:
         if attribute is None:
             return default
         value = helper.get_attribute_value(attribute)
-        if isinstance(value, bytes):
-            return value.decode("utf-8")
-        if isinstance(value, list):
-            return tuple(v.decode("utf-8") if isinstance(v, bytes) else v for v in value)
+        try:
+            if isinstance(value, bytes):
+                return value.decode("utf-8")
+            if isinstance(value, list):
+                return tuple(v.decode("utf-8") if isinstance(v, bytes) else v for v in value)
+        except UnicodeDecodeError:
+            raise InputError(
+                f"'{self.display_name}' ({self.op_type}): attribute '{key}' is not valid UTF-8"
+            ) from None
         return value
 
     # -- operands -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import inliner, numpy_helper
+from onnx import inliner
 
 from ir.errors import InputError, InternalError, S2CError, UnsupportedError
 from ir.graph import Graph, Value
@@ -41,9 +41,16 @@ from s2c.frontend import (  # noqa: F401  (each module registers its handlers)
 from s2c.frontend.context import LoweringState, NodeContext, NodeUnsupported
 from s2c.frontend.dtypes import ir_dtype, onnx_type_name
 from s2c.frontend.folding import can_fold, evaluate
-from s2c.frontend.reader import DEFAULT_DOMAINS, check_model_proto, default_opset, load_model_proto
+from s2c.frontend.reader import (
+    DEFAULT_DOMAINS,
+    check_model_proto,
+    check_text,
+    default_opset,
+    load_model_proto,
+)
 from s2c.frontend.registry import HANDLERS, Result
 from s2c.frontend.shapes import bind_inputs, infer_types
+from s2c.frontend.weights import sparse_weight_array, weight_array
 
 SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(HANDLERS))
 
@@ -67,6 +74,7 @@ def load_onnx(source: str | Path | onnx.ModelProto, batch: int = 1) -> Graph:
     model = _read(source)
     if model.functions:
         model = inliner.inline_local_functions(model)
+    check_text(model)
     bind_inputs(model, batch)
     return _Lowering(model, infer_types(model)).run()
 
@@ -125,9 +133,11 @@ class _Lowering:
 
     def _add_initializers(self) -> None:
         for tensor in self.model.graph.initializer:
-            self.state.constants[tensor.name] = numpy_helper.to_array(tensor)
+            what = f"initializer '{tensor.name}'"
+            self.state.constants[tensor.name] = weight_array(tensor, what)
         for sparse in self.model.graph.sparse_initializer:
-            self.state.constants[sparse.values.name] = constants.sparse_to_dense(sparse)
+            what = f"sparse initializer '{sparse.values.name}'"
+            self.state.constants[sparse.values.name] = sparse_weight_array(sparse, what)
 
     def _add_inputs(self) -> None:
         for value in self.model.graph.input:

@@ -69,6 +69,37 @@ def check_opset(model: onnx.ModelProto) -> None:
         raise InputError(f"opset {opset} is older than the supported minimum {MIN_OPSET}")
 
 
+def check_text(model: onnx.ModelProto) -> None:
+    """Every name s2c reads is valid UTF-8 (protobuf hands invalid text over as bytes).
+
+    Raises:
+        InputError: naming the graph field, node or value whose name is not UTF-8.
+    """
+    graph = model.graph
+    named: list[tuple[str, str | bytes]] = [("the graph name", graph.name)]
+    for kind, values in (
+        ("graph input", graph.input),
+        ("graph output", graph.output),
+        ("value_info", graph.value_info),
+        ("initializer", graph.initializer),
+    ):
+        named += [(f"{kind} {index}", value.name) for index, value in enumerate(values)]
+    named += [
+        (f"sparse initializer {index}", sparse.values.name)
+        for index, sparse in enumerate(graph.sparse_initializer)
+    ]
+    for index, node in enumerate(graph.node):
+        where = f"node {index}"
+        named += [(f"{where} name", node.name), (f"{where} op_type", node.op_type)]
+        named.append((f"{where} domain", node.domain))
+        named += [(f"{where} input {i}", name) for i, name in enumerate(node.input)]
+        named += [(f"{where} output {i}", name) for i, name in enumerate(node.output)]
+        named += [(f"{where} attribute {i}", a.name) for i, a in enumerate(node.attribute)]
+    for where, text in named:
+        if isinstance(text, bytes):
+            raise InputError(f"{where}: the name {text!r} is not valid UTF-8 text")
+
+
 def check_external_data(model: onnx.ModelProto, folder: Path) -> None:
     """Every external-data location must resolve to an existing file inside `folder`."""
     base = folder.resolve()

@@ -1,0 +1,87 @@
+"""int8 mode: the interpreter against onnxruntime running the same quantised graph as QDQ.
+
+onnxruntime runs the QDQ export with graph optimisations off, so it evaluates dequantise -> float
+op -> quantise as written. The integer kernels round differently only at ties (fixed-point
+rounding half away from zero vs float round half to even), so at most 1 LSB may differ.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.image import encode_image
+from golden.cases import CASES, load_case
+from ir.errors import InputError
+from s2c.driver import CompileOptions, compile_model
+from s2c.export import export_onnx
+from s2c.validate import compare_lsb, interpreter_outputs, run_onnxruntime
+
+
+def _compile_int8(model, **options):
+    options = CompileOptions(mode="int8", **options)
+    return compile_model(model, options, emit=lambda text: None, warn=lambda text: None)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_int8_agrees_with_qdq_model_within_one_lsb(case: str) -> None:
+    model, inputs, _, _ = load_case(case)
+    result = _compile_int8(model)
+    outputs, _ = interpreter_outputs(encode_image(result.program), inputs)
+    reference = run_onnxruntime(export_onnx(result.graph), inputs)
+    for io in result.program.outputs:
+        comparison = compare_lsb(io.name, reference[io.name], outputs[io.name], io.quant[0])
+        assert comparison.max_steps <= 1, comparison
+        assert comparison.fraction_within_one >= 0.995, comparison
+
+
+def test_int8_image_holds_int8_weights_and_int32_biases() -> None:
+    model, _, _, _ = load_case("conv_pool_dense")
+    program = _compile_int8(model).program
+    roles = {(ref.role, ref.dtype) for pe in program.pes for k in pe.kernels for ref in k.params}
+    assert ("weight", "int8") in roles
+    assert ("bias", "int32") in roles
+    assert ("multiplier", "int32") in roles and ("shift", "int32") in roles
+
+
+def test_int8_weight_bytes_are_at_most_a_third_of_float() -> None:
+    model, _, _, _ = load_case("mlp")
+
+    def weight_bytes(program) -> int:
+        return sum(
+            ref.nbytes
+            for pe in program.pes
+            for k in pe.kernels
+            for ref in k.params
+            if ref.role == "weight"
+        )
+
+    float_program = compile_model(model, CompileOptions(), emit=lambda t: None).program
+    int8_program = _compile_int8(model).program
+    assert weight_bytes(int8_program) <= 0.3 * weight_bytes(float_program)
+
+
+def test_calibration_with_real_samples_is_used(tmp_path) -> None:
+    model, inputs, _, _ = load_case("mlp")
+    ((name, x),) = inputs.items()
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, **{name: np.concatenate([x, 2 * x, -x])})  # 3 samples along batch axis
+    a = _compile_int8(model, calib=str(calib)).program
+    b = _compile_int8(model).program
+    assert a.inputs[0].quant != b.inputs[0].quant  # ranges came from the file
+
+
+@pytest.mark.parametrize(
+    "arrays, words",
+    [
+        ({"other": np.zeros((4, 1, 64), np.float32)}, "no entry for input 'input'"),
+        ({"input": np.zeros((4, 1, 63), np.float32)}, "has shape"),
+        ({"input": np.full((4, 1, 64), np.nan, np.float32)}, "NaN or Inf"),
+    ],
+)
+def test_bad_calibration_data_is_a_clear_error(tmp_path, arrays, words) -> None:
+    model, _, _, _ = load_case("mlp")
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, **arrays)
+    with pytest.raises(InputError, match=words):
+        _compile_int8(model, calib=str(calib))

@@ -128,6 +128,9 @@ class LayerPartitioner:
         shape = layer.out_shape
         # The first two axes that can actually be cut (more than one granule).
         self.axes = [(a, g) for a, g in split_axes(layer) if -(-shape[a] // g) > 1][:2]
+        self.channel_counts = _grouped_channel_counts(layer)
+        if self.channel_counts:  # grouped conv: chunks inside a group, or whole groups
+            self.axes = [(1, 1), *[a for a in self.axes if a[0] != 1][:1]]
         self.in_dtypes = [v.type.dtype for v in layer.node.inputs if not v.is_constant]
         self.out_dtype = layer.node.outputs[0].type.dtype
         self.partial_ok = layer.op in ("dense", "conv") and (
@@ -232,7 +235,10 @@ class LayerPartitioner:
         granules = -(-shape[first_axis] // first_granule)
         best: Plan | None = None
         options = _count_options(shape[first_axis], first_granule)
-        for first in sorted({*options[:24], *_ladder(granules), granules}):
+        candidates = {*options[:24], *_ladder(granules), granules}
+        if self.channel_counts:
+            candidates = set(self.channel_counts)
+        for first in sorted(candidates):
             if best is not None and first > self._total(best):
                 break
             plan = self._fit_second(first, parts)
@@ -267,6 +273,22 @@ class LayerPartitioner:
             f"'{self.layer.node.name}' ({self.layer.op}): even its smallest slice needs {need} "
             f"bytes of SRAM, a PE has {self.budget} for data"
         )
+
+
+def _grouped_channel_counts(layer: Layer) -> list[int]:
+    """Channel split counts of a grouped conv whose chunks never straddle a group boundary.
+
+    With m output channels per group, a chunk of c channels works when c divides m (a chunk
+    inside one group reads that group's input channels) or m divides c and c divides all
+    channels (whole groups). Counts are all channels / c.
+    """
+    if layer.op != "conv" or layer.attrs["group"] == 1:
+        return []
+    channels = layer.out_shape[1]
+    per_group = channels // layer.attrs["group"]
+    sizes = {c for c in range(1, per_group + 1) if per_group % c == 0}
+    sizes |= {c for c in range(per_group, channels + 1, per_group) if channels % c == 0}
+    return sorted(channels // c for c in sizes)
 
 
 def _ladder(extent: int) -> list[int]:
@@ -390,4 +412,30 @@ def partition(graph: Graph, budget: int) -> Partition:
         if value.is_constant:
             raise UnsupportedError(f"graph output '{value.name}' is a constant")
         builder.result.graph_outputs.append((value.name, builder.tensor(value)))
-    return builder.result
+    return prune_unread_slices(builder.result)
+
+
+def prune_unread_slices(parts: Partition) -> Partition:
+    """Drop slices whose output box no live slice reads and that feed no graph output.
+
+    A window op may never read the last rows of its input (a 3x3 stride-2 pool without padding
+    skips row 111 of 112), so the slices computing only those rows would send packets nowhere.
+    Consumers come after producers, so one pass from the last slice backwards finds them all.
+    """
+    outputs = {tensor for _, tensor in parts.graph_outputs}
+    wanted: dict[int, list] = {}
+    live: list[Slice] = []
+    for s in reversed(parts.slices):
+        read = s.output in outputs or any(
+            box.intersect(s.spec.out_box) for box in wanted.get(s.output, [])
+        )
+        if not read:
+            continue
+        live.append(s)
+        for (_, box), tensor in zip(s.spec.inputs, s.inputs):
+            wanted.setdefault(tensor, []).append(box)
+    live.reverse()
+    for index, s in enumerate(live):
+        s.index = index
+    parts.slices = live
+    return parts

@@ -36,6 +36,19 @@ class PreparedKernel:
         self.out_shape = kernel.output.box.shape
         self.output = kernel.output
         self.inputs = kernel.inputs
+        self._wide: list[np.ndarray] | None = None
+
+    def wide(self, params: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Weight (and bias) in float64, converted once.
+
+        Float conv and dense accumulate in float64 and round once to float32, so a sum does not
+        depend on how the layer was sliced or on the BLAS blocking of the slice's shape: equal
+        sums give equal bits in every slice (an fp32 loop on the PE would round each step).
+        """
+        if self._wide is None:
+            roles = ["weight", "bias"] if "bias" in params else ["weight"]
+            self._wide = [params[role].astype(np.float64) for role in roles]
+        return self._wide
 
     def __call__(self, inputs: Arrays, params: dict[str, np.ndarray]) -> np.ndarray:
         """Compute the kernel's output box, shaped (S, *output box shape)."""
@@ -84,21 +97,17 @@ def _split_samples(y: np.ndarray, samples: int) -> np.ndarray:
 def _conv(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     if kernel.attrs.get("int8"):
         return _split_samples(int8.conv(kernel.attrs, _merge_samples(inputs[0]), params), samples)
-    operands = [_merge_samples(inputs[0]), params["weight"]]
-    if "bias" in params:
-        operands.append(params["bias"])
+    operands = [_merge_samples(inputs[0]).astype(np.float64), *kernel.wide(params)]
     (y,) = evaluate("conv", kernel.attrs, operands)
-    return _split_samples(y, samples)
+    return _split_samples(y.astype(np.float32), samples)
 
 
 def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     if kernel.attrs.get("int8"):
         return int8.dense(kernel.attrs, inputs[0], params)
-    operands = [inputs[0], params["weight"]]
-    if "bias" in params:
-        operands.append(params["bias"])
+    operands = [inputs[0].astype(np.float64), *kernel.wide(params)]
     (y,) = evaluate("dense", kernel.attrs, operands)
-    return y
+    return y.astype(np.float32)
 
 
 def _partial_sum(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:

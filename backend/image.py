@@ -17,8 +17,9 @@ beyond 32 bits, an unknown dtype, a list attribute) is a compiler bug: `Internal
 Reading trusts nothing and checks in this order: magic, major version, flags, total length against
 the file size, the section table (count, offsets, lengths), each section's CRC-32, the SHA-256
 (which covers the header and the table), then each section's records (every count and length
-against the bytes left before use) and their meaning (boxes, dtypes, links, SRAM bounds). Any
-malformed input raises `InputError` naming the section and the file offset.
+against the bytes left before use) and their meaning (boxes, dtypes, links, SRAM bounds, I/O
+tensor sizes and parts). Any malformed input raises `InputError` naming the section and the file
+offset.
 """
 
 from __future__ import annotations

@@ -137,12 +137,8 @@ def _pool(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
     attrs = kernel.attrs
     quantised = bool(attrs.get("int8"))
     x = inputs[0]
-    if quantised:  # int8: max on the codes, average of (q - z) with padding as 0
-        x = (
-            x.astype(np.float64)
-            if attrs["kind"] == "max"
-            else x.astype(np.int64) - attrs["zero_point"]
-        )
+    if quantised:  # int8 max pooling on the codes; averages run as fp32 islands
+        x = x.astype(np.float64)
     out_shape = kernel.output.box.shape
     rank = len(attrs["kernel"])
     is_max = attrs["kind"] == "max"
@@ -162,11 +158,6 @@ def _pool(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
     result = _window_reduce(x, gathers, is_max, fill)
     if is_max:
         return result.astype(np.int8 if quantised else np.float32)
-    if quantised:
-        divisor_int = divisors[0]
-        for d in divisors[1:]:
-            divisor_int = np.multiply.outer(divisor_int, d)
-        return int8.average(result, np.maximum(divisor_int, 1), attrs["zero_point"])
     divisor = divisors[0].astype(np.float32)
     for d in divisors[1:]:
         divisor = np.multiply.outer(divisor, d.astype(np.float32))
@@ -194,14 +185,9 @@ def _lrn(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np
 
 
 def _global_pool(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    if kernel.attrs.get("int8"):
+    if kernel.attrs.get("int8"):  # int8 max on the codes; averages run as fp32 islands
         x = inputs[0]
-        axes = tuple(range(3, x.ndim))
-        if kernel.attrs["kind"] == "max":
-            return x.max(axis=axes, keepdims=True)
-        total = (x.astype(np.int64) - kernel.attrs["zero_point"]).sum(axis=axes, keepdims=True)
-        count = int(np.prod([x.shape[a] for a in axes]))
-        return int8.average(total, np.int64(count), kernel.attrs["zero_point"])
+        return x.max(axis=tuple(range(3, x.ndim)), keepdims=True)
     (y,) = evaluate("global_pool", kernel.attrs, [_merge_samples(inputs[0])])
     return _split_samples(y, samples)
 

@@ -15,7 +15,6 @@ from ir.quant import (
     dequantise,
     multiply_by_quantized_multiplier,
     quantise,
-    round_half_away,
 )
 from ir.reference import evaluate
 
@@ -67,12 +66,6 @@ def partial_sum(attrs: dict, parts: list[np.ndarray], params: dict) -> np.ndarra
     if "bias" in params:
         acc = acc + params["bias"].astype(np.int64).reshape(_channel_shape(acc.ndim, axis))
     return requantise(acc, attrs, params, axis)
-
-
-def average(total: np.ndarray, divisor: np.ndarray | np.integer, zero: int) -> np.ndarray:
-    """z + round_half_away(sum of (q - z) / count), saturated to int8."""
-    out = round_half_away(total, divisor) + zero
-    return np.clip(out, INT8_MIN, INT8_MAX).astype(np.int8)
 
 
 def lookup(table: np.ndarray, x: np.ndarray) -> np.ndarray:

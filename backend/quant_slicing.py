@@ -78,13 +78,18 @@ def requantisation(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
 
 def add_int8(layer: Layer, spec: SliceSpec, partial: bool) -> SliceSpec:
     """Attach the integer attributes and parameters of `spec` (a slice of an int8 layer)."""
-    if spec.opcode not in INTEGER_OPS:
+    if spec.opcode not in INTEGER_OPS or _averages(spec):
         return _float_island(layer, spec)
     handler = _HANDLERS.get(spec.opcode)
     if handler is not None:
         handler(layer, spec, partial)
     spec.attrs["int8"] = 1
     return spec
+
+
+def _averages(spec: SliceSpec) -> bool:
+    """Average pooling runs in fp32, as the QDQ reference computes it (see docs/numerics.md)."""
+    return spec.opcode in ("pool", "global_pool") and spec.attrs.get("kind") == "avg"
 
 
 def _accumulating(layer: Layer, spec: SliceSpec, partial: bool) -> None:

@@ -1,9 +1,9 @@
-"""Fixed-point arithmetic of the int8 mode (gemmlowp / TFLite), exact in int64 numpy.
+"""Fixed-point arithmetic of the int8 mode, exact in int64 numpy.
 
 A real multiplier M > 0 is stored as an int32 `multiplier` in [2^30, 2^31) and an int32 `shift`
 with M = multiplier * 2^(shift - 31). `multiply_by_quantized_multiplier` applies it to int32
-accumulators with the same rounding as gemmlowp: a saturating rounding doubling high multiply,
-then a rounding right shift (round half away from zero). See docs/numerics.md.
+accumulators with one rounding, half away from zero (TFLite's single-rounding variant).
+See docs/numerics.md.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import math
 
 import numpy as np
 
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
 INT8_MIN, INT8_MAX = -128, 127
 
 
@@ -41,36 +39,25 @@ def quantize_multipliers(reals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return multipliers.astype(np.int32), shifts.astype(np.int32)
 
 
-def _saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(a * b + nudge) / 2^31, truncated toward zero; a, b int32 values held in int64."""
-    overflow = (a == INT32_MIN) & (b == INT32_MIN)
-    product = a * b
-    nudge = np.where(product >= 0, 1 << 30, 1 - (1 << 30))
-    total = product + nudge
-    quotient = np.where(total >= 0, total >> 31, -((-total) >> 31))
-    return np.where(overflow, INT32_MAX, quotient)
-
-
-def _rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
-    """x / 2^exponent rounded half away from zero (gemmlowp's RoundingDivideByPOT)."""
-    mask = (np.int64(1) << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
-
-
 def multiply_by_quantized_multiplier(
     acc: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int
 ) -> np.ndarray:
-    """round(acc * M) the gemmlowp way, broadcasting; int64 result."""
+    """round(acc * multiplier * 2^(shift - 31)), one rounding, half away from zero; int64.
+
+    TFLite's single-rounding variant: the product of an int32 accumulator and a 31-bit
+    multiplier fits int64 exactly, so it is rounded once, not twice as gemmlowp's high multiply
+    followed by a rounding shift does (which can be off by one more LSB).
+    """
     acc = np.asarray(acc, dtype=np.int64)
     multiplier = np.asarray(multiplier, dtype=np.int64)
-    shift = np.asarray(shift, dtype=np.int64)
-    left = np.maximum(shift, 0)
-    right = np.maximum(-shift, 0)
-    shifted = np.clip(acc << left, INT32_MIN, INT32_MAX)
-    high = _saturating_rounding_doubling_high_mul(shifted, multiplier)
-    return _rounding_divide_by_pot(high, right)
+    right = 31 - np.asarray(shift, dtype=np.int64)
+    product = acc * multiplier
+    if np.any(right <= 0):  # multipliers of 2^31 or more: no rounding needed
+        product = np.where(right <= 0, product << np.maximum(-right, 0), product)
+    bits = np.maximum(right, 1)
+    half = np.where(right > 0, np.int64(1) << (bits - 1), 0)
+    magnitude = (np.abs(product) + half) >> np.where(right > 0, bits, 0)
+    return np.where(product < 0, -magnitude, magnitude)
 
 
 def quantise(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -82,11 +69,3 @@ def quantise(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 def dequantise(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """ONNX DequantizeLinear: (q - zero_point) * scale in float32."""
     return ((np.asarray(q, dtype=np.int32) - zero_point) * np.float32(scale)).astype(np.float32)
-
-
-def round_half_away(numerator: np.ndarray, denominator: np.ndarray | np.integer) -> np.ndarray:
-    """Integer division rounding half away from zero (TFLite's average pooling)."""
-    numerator = np.asarray(numerator, dtype=np.int64)
-    denominator = np.asarray(denominator, dtype=np.int64)
-    magnitude = (np.abs(numerator) + denominator // 2) // denominator
-    return np.where(numerator >= 0, magnitude, -magnitude)

@@ -8,7 +8,10 @@ Files are written atomically: an output file appears complete or not at all.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -27,13 +30,25 @@ MACHINE_HELP = (
 class S2CGroup(click.Group):
     """Runs a command and turns S2CError, interrupts and bugs into one-line errors."""
 
+    def main(self, args=None, *more, **options):
+        """click's main; when it runs the process (it reads sys.argv and exits), a Ctrl-C that
+        comes once the command is over is ignored: during Python's teardown it would kill the
+        process with no message and exit status -2, after the work was done and every file
+        written."""
+        try:
+            return super().main(args, *more, **options)
+        finally:
+            exiting = args is None and not more and options.get("standalone_mode", True)
+            if exiting and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except S2CError as error:
             _fail(ctx, str(error), error.exit_code, error)
         except KeyboardInterrupt:
-            click.echo("error: interrupted; no output file was written", err=True)
+            click.echo(f"error: interrupted; {_written_message(ctx)}", err=True)
             ctx.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -46,6 +61,15 @@ class S2CGroup(click.Group):
                 1,
                 error,
             )
+
+
+def _written_message(ctx: click.Context) -> str:
+    outputs = (ctx.obj or {}).get("outputs", [])
+    written = [str(path) for path, before in outputs if _identity(path) not in (None, before)]
+    if not written:
+        return "no output file was written"
+    verb = "was" if len(written) == 1 else "were"
+    return f"only {', '.join(written)} {verb} written, in full"
 
 
 def _fail(ctx: click.Context, message: str, code: int, error: BaseException) -> None:
@@ -134,9 +158,37 @@ def _options(options: dict):
     return CompileOptions(**values)
 
 
-def _check_output_path(output: Path, model: Path) -> None:
-    if output.exists() and model.exists() and output.resolve() == model.resolve():
-        raise InputError(f"-o {output} would overwrite the input model")
+def _check_output_path(output: Path, model: Path, option: str = "-o", what: str = "model") -> None:
+    """Refuse an output path that names an input file (also through a link)."""
+    if output.exists() and model.exists() and os.path.samefile(output, model):
+        raise InputError(f"{option} {output} would overwrite the input {what}")
+
+
+def _check_distinct(first: Path | None, second: Path | None, options: str) -> None:
+    """Refuse two outputs that name the same file: the second would replace the first."""
+    if first is None or second is None:
+        return
+    same = first.resolve() == second.resolve()
+    if same or (first.exists() and second.exists() and os.path.samefile(first, second)):
+        raise InputError(f"{options} both name {second}; give them different files")
+
+
+def _will_write(path: Path) -> None:
+    """Note an output file about to be written, with the file it replaces (if any).
+
+    After an interrupt, a noted file whose identity changed was written in full (writes are
+    temporary file + rename), however late the interrupt came; the message names it.
+    """
+    context = click.get_current_context().find_root()
+    context.ensure_object(dict).setdefault("outputs", []).append((path, _identity(path)))
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_mtime_ns
 
 
 @main.command("compile")
@@ -163,16 +215,19 @@ def compile_command(model, output, quiet, emit_qdq, **options):
     output = output or model.with_suffix(".bin")
     _check_output_path(output, model)
     if emit_qdq is not None:
-        _check_output_path(emit_qdq, model)
+        _check_output_path(emit_qdq, model, "--emit-qdq")
+        _check_distinct(output, emit_qdq, "-o and --emit-qdq")
         if options["mode"] != "int8":
             raise InputError("--emit-qdq needs --mode int8")
     warn = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
     result = compile_model(model, _options(options), emit=click.echo, warn=warn)
+    _will_write(output)
     size = write_image(result.program, output)
     if emit_qdq is not None:
         from s2c.export import export_onnx
         from s2c.files import atomic_write_bytes
 
+        _will_write(emit_qdq)
         atomic_write_bytes(emit_qdq, export_onnx(result.graph).SerializeToString())
     if not quiet:
         click.echo(f"wrote {output} ({size} bytes)")
@@ -202,6 +257,12 @@ def run_command(image, inputs_path, output, stats, stats_json):
     from s2c.files import atomic_write_bytes, read_npz, write_npz
     from s2c.validate import interpreter_outputs, seeded_inputs
 
+    for path, option in ((output, "-o"), (stats_json, "--stats-json")):
+        if path is not None:
+            _check_output_path(path, image, option, "image")
+            if inputs_path is not None:
+                _check_output_path(path, inputs_path, option, "inputs file")
+    _check_distinct(output, stats_json, "-o and --stats-json")
     data = _read_image_bytes(image)
     if inputs_path is None:
         from backend.image import decode_image
@@ -211,6 +272,7 @@ def run_command(image, inputs_path, output, stats, stats_json):
         arrays = read_npz(inputs_path)
     outputs, run_stats = interpreter_outputs(data, arrays)
     if output is not None:
+        _will_write(output)
         write_npz(output, outputs)
         click.echo(f"wrote {output}")
     else:
@@ -226,6 +288,7 @@ def run_command(image, inputs_path, output, stats, stats_json):
             )
         )
     if stats_json is not None:
+        _will_write(stats_json)
         atomic_write_bytes(stats_json, json.dumps(run_stats.as_dict(), indent=2).encode())
 
 
@@ -348,8 +411,10 @@ def inspect_command(image, as_json):
 @click.pass_context
 def demo_command(ctx, output_dir):
     """Compile, run and validate the bundled example model end to end."""
-    from s2c.demo import run_demo
+    from s2c.demo import OUTPUT_FILES, run_demo
 
+    for name in OUTPUT_FILES:
+        _will_write(output_dir / name)
     ctx.exit(run_demo(output_dir, click.echo))
 
 

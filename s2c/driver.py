@@ -16,23 +16,27 @@ from pathlib import Path
 import onnx
 
 from backend.assemble import assemble
-from backend.hardware import Machine, load_machine, machine_from_name
+from backend.hardware import MAX_BOARDS, Machine, load_machine, machine_from_name
 from backend.partition import Partition, partition
 from backend.place import pack_next_fit, place_greedy, suggest_machine
 from backend.program import PECoord, Program
-from ir.errors import InputError, ResourceError
+from backend.topology import BOARD_CHIPS
+from ir.errors import InputError, ResourceError, UnsupportedError
 from ir.graph import Graph
 from ir.printer import print_graph
 from passes.base import PassManager
 from passes.calibration import METHODS, synthetic_inputs
+from passes.fold_qdq import Calibration
 from passes.pipeline import canonicalisation, pass_names
 from passes.quantise import Quantise
 from s2c import __version__
+from s2c.capacity import check_io_fits, check_results_fit
 from s2c.files import read_npz
 from s2c.frontend import load_onnx
 
 MODES = ("float", "int8")
 CALIBRATION_SAMPLES = 8  # seeded synthetic samples when no --calib is given
+QUANTISED_IN_FLOAT_MODE = "model is quantised; compile it with --mode int8"
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,10 @@ def auto_machine(parts: Partition) -> Machine:
     needed = max(bins, default=-1) + 1
     name = suggest_machine(needed, spec.usable_core_count)
     if name is None:
-        raise ResourceError(f"the model needs {needed} PEs; no machine preset is that large")
+        largest = MAX_BOARDS * len(BOARD_CHIPS) * spec.usable_core_count
+        raise ResourceError(
+            f"the model needs {needed} PEs; the largest machine, {MAX_BOARDS} boards, has {largest}"
+        )
     return machine_from_name(name)
 
 
@@ -118,18 +125,21 @@ def _warn_to_stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _calibration_samples(graph: Graph, options: CompileOptions, warn) -> dict:
+    """The user's calibration data, or seeded synthetic samples (with a warning)."""
+    if options.calib is not None:
+        return read_npz(options.calib)
+    (warn or _warn_to_stderr)(
+        f"warning: no --calib given: int8 ranges come from {CALIBRATION_SAMPLES} seeded "
+        "random inputs; accuracy needs real calibration data"
+    )
+    return synthetic_inputs(graph, CALIBRATION_SAMPLES)
+
+
 def _quantise_pass(graph: Graph, options: CompileOptions, warn) -> Quantise:
     """The quantise pass with the user's calibration data, or seeded synthetic samples."""
-    if options.calib is not None:
-        data = read_npz(options.calib)
-    else:
-        (warn or _warn_to_stderr)(
-            f"warning: no --calib given: int8 ranges come from {CALIBRATION_SAMPLES} seeded "
-            "random inputs; accuracy needs real calibration data"
-        )
-        data = synthetic_inputs(graph, CALIBRATION_SAMPLES)
     return Quantise(
-        calibration=data,
+        calibration=_calibration_samples(graph, options, warn),
         method=options.calib_method,
         percentile=options.percentile,
         per_tensor_weights=options.per_tensor_weights,
@@ -154,16 +164,30 @@ def compile_model(
         clock = now
 
     machine = None if options.machine == "auto" else resolve_machine(options.machine)
-    graph = load_onnx(source, batch=options.batch)
+
+    # A QDQ / QOperator model arrives quantised with its own parameters: it is calibrated only
+    # for values it leaves in float, and the quantise pass does not run.
+    def samples(float_graph: Graph) -> dict:
+        if options.mode == "float":
+            raise UnsupportedError(QUANTISED_IN_FLOAT_MODE)
+        return _calibration_samples(float_graph, options, warn)
+
+    calibration = Calibration(samples, options.calib_method, options.percentile)
+    graph = load_onnx(source, batch=options.batch, calibration=calibration)
     lap("frontend")
+    prequantised = any(value.type.quant is not None for value in graph.values())
+    if prequantised and options.mode == "float":
+        raise UnsupportedError(QUANTISED_IN_FLOAT_MODE)
     passes = canonicalisation(options.mode)
-    if options.mode == "int8":
+    if options.mode == "int8" and not prequantised:
         passes.append(_quantise_pass(graph, options, warn))
     manager = PassManager(passes, print_after=frozenset(options.print_after), emit=emit)
     manager.run(graph)
     if options.dump_ir:
         emit(print_graph(graph))
     lap("passes")
+    check_results_fit(graph, machine)
+    check_io_fits(graph)
     budget = (
         machine.chip_spec.data_bytes if machine else machine_from_name("chip").chip_spec.data_bytes
     )

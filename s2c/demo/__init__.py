@@ -24,6 +24,11 @@ from s2c.validate import (
     run_onnxruntime,
 )
 
+# The files the demo writes into its output folder: the image and the interpreter's outputs.
+IMAGE_NAME = "demo.bin"
+OUTPUTS_NAME = "outputs.npz"
+OUTPUT_FILES = (IMAGE_NAME, OUTPUTS_NAME)
+
 
 def run_demo(output_dir: Path, echo: Callable[[str], None]) -> int:
     """Run the demo; returns the exit code (0 when the image agrees with onnxruntime)."""
@@ -33,7 +38,7 @@ def run_demo(output_dir: Path, echo: Callable[[str], None]) -> int:
         resources.as_file(files / "inputs.npz") as inputs_path,
     ):
         output_dir.mkdir(parents=True, exist_ok=True)
-        image_path = output_dir / "demo.bin"
+        image_path = output_dir / IMAGE_NAME
         echo(f"compiling {model.name} for one 48-chip board (float mode)")
         result = compile_model(model, CompileOptions(), emit=echo)
         size = write_image(result.program, image_path)
@@ -41,10 +46,10 @@ def run_demo(output_dir: Path, echo: Callable[[str], None]) -> int:
         echo(format_summary(summarise(result.program, size)))
         inputs = read_npz(inputs_path)
         outputs, stats = interpreter_outputs(image_path.read_bytes(), inputs)
-        write_npz(output_dir / "outputs.npz", outputs)
+        write_npz(output_dir / OUTPUTS_NAME, outputs)
         echo(
             f"ran the image: {stats.packets} packets, {stats.link_hops} link hops, "
-            f"{stats.macs} MACs; wrote {output_dir / 'outputs.npz'}"
+            f"{stats.macs} MACs; wrote {output_dir / OUTPUTS_NAME}"
         )
         expected = run_onnxruntime(str(model), inputs)
     ok = True

@@ -27,6 +27,7 @@ from ir.errors import InputError, InternalError, S2CError, UnsupportedError
 from ir.graph import Graph, Value
 from ir.types import TensorType
 from ir.verifier import verify
+from passes.fold_qdq import Calibration
 from s2c.frontend import (  # noqa: F401  (each module registers its handlers)
     activations,
     constants,
@@ -41,6 +42,7 @@ from s2c.frontend import (  # noqa: F401  (each module registers its handlers)
 from s2c.frontend.context import LoweringState, NodeContext, NodeUnsupported
 from s2c.frontend.dtypes import ir_dtype, onnx_type_name
 from s2c.frontend.folding import can_fold, evaluate
+from s2c.frontend.quantized import apply_quantisation, split_quantisation
 from s2c.frontend.reader import (
     DEFAULT_DOMAINS,
     check_model_proto,
@@ -59,12 +61,19 @@ SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(HANDLERS))
 SELF_FOLDING = frozenset({"Constant", "ConstantOfShape", "Dropout", "Identity", "Shape", "Size"})
 
 
-def load_onnx(source: str | Path | onnx.ModelProto, batch: int = 1) -> Graph:
+def load_onnx(
+    source: str | Path | onnx.ModelProto, batch: int = 1, calibration: Calibration | None = None
+) -> Graph:
     """Lower an ONNX model (a path or a loaded ModelProto) to a verified IR graph.
+
+    A quantised model (QDQ or QOperator) becomes a quantised graph with the model's own
+    parameters (`s2c.frontend.quantized`).
 
     Args:
         source: the model file, or a ModelProto whose external data is already loaded.
         batch: the size given to every graph input's dynamic leading dimension.
+        calibration: for a quantised model, where values it leaves in float get parameters;
+            without it such values are unsupported.
 
     Raises:
         InputError: the model is unreadable or invalid, or has dynamic non-batch dimensions.
@@ -76,7 +85,12 @@ def load_onnx(source: str | Path | onnx.ModelProto, batch: int = 1) -> Graph:
         model = inliner.inline_local_functions(model)
     check_text(model)
     bind_inputs(model, batch)
-    return _Lowering(model, infer_types(model)).run()
+    model, quantisation = split_quantisation(model)  # QDQ / QOperator: float model + parameters
+    lowering = _Lowering(model, infer_types(model))
+    graph = lowering.run()
+    if quantisation is not None:
+        apply_quantisation(lowering.state, quantisation, calibration)
+    return graph
 
 
 def _read(source: str | Path | onnx.ModelProto) -> onnx.ModelProto:
@@ -89,6 +103,22 @@ def _read(source: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     if isinstance(source, (str, Path)):
         return load_model_proto(source)
     raise InputError(f"cannot read a model from a {type(source).__name__}")
+
+
+def _refuse_double(value: onnx.ValueInfoProto, kind: str) -> None:
+    """float64 graph inputs and outputs: the machine computes float32 (and integers).
+
+    Weights in float64 are narrowed to float32 like any other constant, but a float64 input or
+    output would silently lose range and precision at the user's boundary.
+    """
+    if value.type.tensor_type.elem_type != onnx.TensorProto.DOUBLE:
+        return
+    problem = f"{kind} '{value.name}': float64"
+    raise UnsupportedError(
+        f"{problem} is not supported: SpiNNaker2 computes in float32 and int8; export the "
+        "model in float32",
+        [problem],
+    )
 
 
 def unsupported_message(problems: list[str]) -> str:
@@ -144,6 +174,7 @@ class _Lowering:
             if value.name in self.state.constants:
                 continue
             tensor = value.type.tensor_type
+            _refuse_double(value, "input")
             dtype = ir_dtype(tensor.elem_type)
             if dtype is None:
                 problem = f"input '{value.name}': element type {onnx_type_name(tensor.elem_type)}"
@@ -235,6 +266,7 @@ class _Lowering:
     def _add_outputs(self) -> None:
         graph, seen = self.state.graph, set()
         for output in self.model.graph.output:
+            _refuse_double(output, "output")
             value = self._output_source(output.name)
             if value.producer is None or id(value) in seen:
                 node = graph.add_node(

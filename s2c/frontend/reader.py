@@ -9,6 +9,7 @@ stays inside the model's folder and names an existing file; check the default-do
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,7 +143,7 @@ def _run_checker(model: onnx.ModelProto | str, path: Path | None) -> None:
     try:
         onnx.checker.check_model(model, full_check=False)
     except (onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
-        raise InputError(f"model fails the ONNX checker: {_first_line(exc)}") from None
+        raise InputError(f"model fails the ONNX checker: {_checker_message(exc)}") from None
     except OSError as exc:
         raise InputError(f"cannot read '{path}': {exc.strerror or exc}") from None
 
@@ -154,6 +155,20 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         external_data_helper.load_external_data_for_model(model, str(path.parent))
     except (OSError, ValueError, RuntimeError) as exc:
         raise InputError(f"cannot load the external data of '{path}': {_first_line(exc)}") from None
+
+
+def _checker_message(exc: BaseException) -> str:
+    """The checker's message on one line, led by the node it names ("node 'relu' (LRN): ...")."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    context = _NODE_CONTEXT.search(text)
+    if context is None:
+        return text
+    return f"node '{context['name']}' ({context['op']}): {text[: context.start()].strip()}"
+
+
+_NODE_CONTEXT = re.compile(
+    r"==> Context: Bad node spec for node\. Name: (?P<name>\S*) OpType: (?P<op>\S+)"
+)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -51,6 +51,8 @@ def _bind_tensor_shape(value: onnx.ValueInfoProto, batch: int) -> None:
     for axis, dim in enumerate(tensor.shape.dim):
         if dim.HasField("dim_value") and dim.dim_value >= 0:
             continue
+        if dim.HasField("dim_value") and dim.dim_value < -1:
+            raise InputError(f"input '{value.name}' axis {axis} has negative size {dim.dim_value}")
         if axis != 0:
             raise InputError(
                 f"input '{value.name}' axis {axis} has no fixed size; s2c needs static shapes"

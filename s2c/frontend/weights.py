@@ -17,6 +17,8 @@ from onnx import numpy_helper
 from ir.errors import InputError
 from s2c.frontend.dtypes import onnx_type_name
 
+_ELEMENT_TYPES = frozenset(onnx.TensorProto.DataType.values()) - {onnx.TensorProto.UNDEFINED}
+
 
 def weight_array(tensor: onnx.TensorProto, what: str) -> np.ndarray:
     """The tensor's data, checked; `what` names it in messages, e.g. "initializer 'W'".
@@ -25,12 +27,14 @@ def weight_array(tensor: onnx.TensorProto, what: str) -> np.ndarray:
         InputError: the data does not decode to the declared type and shape, or a float weight
             holds NaN or infinity.
     """
+    if tensor.data_type not in _ELEMENT_TYPES:
+        raise InputError(f"{what} has element type {tensor.data_type}, which ONNX does not define")
     try:
         array = numpy_helper.to_array(tensor)
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise InputError(
-            f"{what} ({onnx_type_name(tensor.data_type)}, dims {list(tensor.dims)}) cannot be "
-            f"decoded: {_first_line(exc)}"
+            f"{what} ({onnx_type_name(tensor.data_type)}, dims {list(tensor.dims)}): its data "
+            f"does not match its type and dims ({_first_line(exc)})"
         ) from None
     check_finite(array, what)
     return array

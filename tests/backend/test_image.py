@@ -8,6 +8,7 @@ states, and the fuzz tests can build images whose checksums are valid but whose 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import re
 import struct
@@ -425,6 +426,38 @@ def test_buffer_outside_sram() -> None:
         kernel.opcode, kernel.layer, kernel.slice_index, kernel.attrs, kernel.inputs, moved
     )
     with pytest.raises(InputError, match=r"'conv_1' slice 1: output buffer .* outside"):
+        decode_image(encode_image(program))
+
+
+@pytest.mark.parametrize(
+    ("boxes", "covered"),
+    [
+        ((Box((0, 0, 0, 0), (1, 2, 8, 8)),), 128),  # channels 2..3 missing
+        ((Box((0, 0, 0, 0), (1, 3, 8, 8)), Box((0, 2, 0, 0), (1, 3, 8, 8))), 256),  # overlap
+        ((Box((0, 0, 0, 0), (1, 3, 8, 8)), Box((0, 1, 0, 0), (1, 2, 8, 8))), 256),  # sum matches
+    ],
+)
+def test_output_parts_must_cover_the_tensor_exactly_once(boxes: tuple[Box, ...], covered: int):
+    """Otherwise the host would assemble an output with uninitialised or doubled elements."""
+    program = make_program()
+    logits = program.outputs[0]
+    keys = tuple((0x0003_0000 + 0x1000 * i, 0xFFFF_F000) for i in range(len(boxes)))
+    program.outputs[0] = dataclasses.replace(logits, boxes=boxes, keys=keys)
+    message = rf"output 'logits': its {len(boxes)} parts hold {covered} elements but do not cover"
+    with pytest.raises(InputError, match=message):
+        decode_image(encode_image(program))
+
+
+def test_an_io_tensor_beyond_the_cap_is_refused_before_anything_is_allocated() -> None:
+    program = make_program()
+    huge = (1 << 20, 1 << 20, 1 << 20)  # 2^60 bytes of int8: far beyond MAX_IO_TENSOR_BYTES
+    program.inputs[0] = dataclasses.replace(program.inputs[0], shape=huge, boxes=(Box.full(huge),))
+    with pytest.raises(InputError, match=r"input 'image' of shape .* needs 1152921504606846976 "):
+        decode_image(encode_image(program))
+    program.inputs[0] = dataclasses.replace(
+        program.inputs[0], shape=(image_module.MAX_IO_TENSOR_BYTES + 1,), dtype="int8"
+    )
+    with pytest.raises(InputError, match="more than the 268435456 an I/O tensor may hold"):
         decode_image(encode_image(program))
 
 

@@ -581,10 +581,16 @@ def test_weights_convert_to_float32_and_int64_stays():
         "w16": np.ones(3, np.float16),
         "k": np.ones(3, np.int64),
     }
-    inputs = [tensor("x", [3], TensorProto.DOUBLE), tensor("i", [3], TensorProto.INT64)]
+    inputs = [tensor("x", [3], TensorProto.FLOAT), tensor("i", [3], TensorProto.INT64)]
     graph = lower(nodes, inputs, ["b", "c"], initializers)
     assert graph.inputs[0].type.dtype == "float32"
     assert [n.inputs[1].data.dtype for n in graph.nodes] == [np.float32, np.float32, np.int64]
+
+
+def test_float64_graph_input_is_unsupported():
+    nodes = [helper.make_node("Relu", ["x"], ["y"])]
+    with pytest.raises(UnsupportedError, match="input 'x': float64"):
+        lower(nodes, [tensor("x", [3], TensorProto.DOUBLE)], ["y"], {})
 
 
 def test_shape_with_start_and_end_and_size_are_constants():

@@ -15,7 +15,7 @@ from golden.cases import CASES, load_case
 from ir.errors import InputError
 from s2c.driver import CompileOptions, compile_model
 from s2c.export import export_onnx
-from s2c.validate import compare_lsb, interpreter_outputs, run_onnxruntime
+from s2c.validate import interpreter_outputs, run_onnxruntime
 
 
 def _compile_int8(model, **options):
@@ -23,16 +23,33 @@ def _compile_int8(model, **options):
     return compile_model(model, options, emit=lambda text: None, warn=lambda text: None)
 
 
+def _samples(inputs: dict, count: int = 7, seed: int = 11) -> list[dict]:
+    """The golden inputs and `count` seeded normal samples of the same shapes."""
+    rng = np.random.default_rng(seed)
+    extra = [
+        {name: rng.standard_normal(x.shape).astype(np.float32) for name, x in inputs.items()}
+        for _ in range(count)
+    ]
+    return [inputs, *extra]
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_int8_agrees_with_qdq_model_within_one_lsb(case: str) -> None:
     model, inputs, _, _ = load_case(case)
     result = _compile_int8(model)
-    outputs, _ = interpreter_outputs(encode_image(result.program), inputs)
-    reference = run_onnxruntime(export_onnx(result.graph), inputs)
-    for io in result.program.outputs:
-        comparison = compare_lsb(io.name, reference[io.name], outputs[io.name], io.quant[0])
-        assert comparison.max_steps <= 1, comparison
-        assert comparison.fraction_within_one >= 0.995, comparison
+    image = encode_image(result.program)
+    qdq = export_onnx(result.graph)
+    steps = {io.name: [] for io in result.program.outputs}
+    for sample in _samples(inputs):
+        outputs, _ = interpreter_outputs(image, sample)
+        reference = run_onnxruntime(qdq, sample)
+        for io in result.program.outputs:
+            error = np.abs(outputs[io.name].astype(np.float64) - reference[io.name])
+            steps[io.name].append(np.rint(error / io.quant[0]).ravel())
+    for name, parts in steps.items():
+        all_steps = np.concatenate(parts)
+        assert all_steps.max() <= 2, (name, int(all_steps.max()))  # the issue's bound
+        assert (all_steps <= 1).mean() >= 0.995, (name, float((all_steps <= 1).mean()))
 
 
 def test_int8_image_holds_int8_weights_and_int32_biases() -> None:

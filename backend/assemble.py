@@ -91,6 +91,8 @@ def _flows(partition: Partition, senders: list[Sender], sources, pe_of: list[PEC
             targets[i].add("host")
     flows = []
     for i, sender in enumerate(senders):
+        if not targets[i] and sender.slice_index is None:
+            continue  # a graph input no kernel reads: the host sends nothing for it
         source = None if sender.slice_index is None else pe_of[sender.slice_index]
         flows.append(Flow(sender.key, sender.mask, source, frozenset(targets[i])))
     return flows

@@ -146,9 +146,11 @@ class Interpreter:
     def _senders(self) -> list[tuple[int, int, PECoord | None, int]]:
         """(key, mask, source PE or None for the host, packets per inference) of every sender."""
         senders: list[tuple[int, int, PECoord | None, int]] = []
+        read = {source.key for _, k in self.kernels for port in k.inputs for source in port.sources}
         for io in self.program.inputs:
             for box, (key, mask) in zip(io.boxes, io.keys):
-                senders.append((key, mask, None, -(-box.size // io.values_per_packet)))
+                if key in read:  # the host sends only inputs some kernel reads
+                    senders.append((key, mask, None, -(-box.size // io.values_per_packet)))
         for pe, kernel in self.kernels:
             port = kernel.output
             senders.append((port.key, port.mask, pe, port.packet_count))
@@ -252,7 +254,8 @@ class Interpreter:
         stats = RunStats(samples=1)
         for io in self.program.inputs:
             for key, _ in io.keys:
-                self._count_sender(stats, key)
+                if key in self.deliveries:
+                    self._count_sender(stats, key)
         for (_, kernel), macs in zip(self.kernels, self.macs):
             stats.kernels_fired += 1
             stats.macs += macs

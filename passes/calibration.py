@@ -78,7 +78,9 @@ def _stacked(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.nda
         array = np.asarray(inputs.get(value.name, np.zeros(0)))
         shape = value.type.shape
         batch_stack = (
-            bool(shape) and shape[0] == 1 and array.ndim == len(shape)
+            bool(shape)
+            and shape[0] == 1
+            and array.ndim == len(shape)
             and tuple(array.shape[1:]) == shape[1:]
         )
         if batch_stack:

@@ -7,11 +7,16 @@ with keys `key + packet_index`. Its block holds the next power of two at or abov
 
     key = | block bits (matched by the mask) | packet index (log2(size) bits, masked out) |
 
-Blocks are packed from key 0 upwards, largest first (ties by sender index); with sizes falling
-powers of two, each block starts where the previous one ended and is still aligned, so the key
-space has no holes except at the end. Aligned blocks of the same size side by side differ in one
-key bit, which lets the router merge the entries of two such blocks that take the same route into
-one entry (`backend.route`). The result is returned in the senders' order and is deterministic.
+Zones: consecutive senders (in the order given) with the same block size form a zone, which in
+the compiler's order (graph inputs, then slices layer by layer) is the slices of one layer. A zone
+of n blocks of size b takes an aligned range of `next_pow2(n) * b` keys, its blocks side by side
+from the start. Zones are packed from key 0 upwards, largest first (ties by their first sender);
+with sizes falling powers of two, each zone starts where the previous one ended and is still
+aligned. So the blocks of one layer are contiguous and their zone is one aligned block: slices
+that take the same route merge into few router entries (sibling merging and ordered covering,
+`backend.route`), and a zone's unused tail is free for a covering entry to match. When the zones'
+padding would overflow the key space, the blocks are packed without zones (each block aligned,
+largest first, no holes). The result is returned in the senders' order and is deterministic.
 """
 
 from __future__ import annotations
@@ -39,12 +44,28 @@ def allocate_keys(packet_counts: Sequence[int], key_bits: int = KEY_BITS) -> lis
             f"multicast keys: {len(sizes)} senders need {total} keys, a {key_bits}-bit key "
             f"holds {1 << key_bits}; send fewer, larger packets"
         )
+    zones = _zones(sizes)
+    if sum(zone_size for _, _, zone_size in zones) > 1 << key_bits:
+        zones = [(index, index + 1, size) for index, size in enumerate(sizes)]
     full_mask = (1 << key_bits) - 1
     blocks: list[tuple[int, int]] = [(0, 0)] * len(sizes)
     next_key = 0
-    # Largest blocks first: every later block size divides next_key, so each block is aligned.
-    for index in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
-        size = sizes[index]
-        blocks[index] = (next_key, full_mask & ~(size - 1))
-        next_key += size
+    # Largest zones first: every later zone size divides next_key, so each zone is aligned.
+    for start, stop, zone_size in sorted(zones, key=lambda zone: (-zone[2], zone[0])):
+        for index in range(start, stop):
+            size = sizes[index]
+            blocks[index] = (next_key + (index - start) * size, full_mask & ~(size - 1))
+        next_key += zone_size
     return blocks
+
+
+def _zones(sizes: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(first sender, end, keys) of each run of consecutive senders with one block size."""
+    zones: list[tuple[int, int, int]] = []
+    start = 0
+    for stop in range(1, len(sizes) + 1):
+        if stop < len(sizes) and sizes[stop] == sizes[start]:
+            continue
+        zones.append((start, stop, block_size(stop - start) * sizes[start]))
+        start = stop
+    return zones

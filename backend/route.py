@@ -19,9 +19,15 @@ chip). Method, per flow:
    `(k & ~b, m & ~b)`, repeatedly. The merged entry matches exactly the union of the two blocks,
    and the flows' blocks are checked to be pairwise disjoint, so it matches no key of any other
    flow, including flows that cross the chip by default routing: merging is exactly equivalent.
-4. Capacity. Every table is checked against `ChipSpec.router_entries`.
+4. Compression (optional, on by default). A table still over the router's capacity is compressed
+   by ordered covering (`backend.table_compress`): same-route entries become fewer, more general
+   ones that never match the keys of flows crossing the chip by default routing, in an order
+   where the more specific entry comes first. Every compressed table is checked to route every
+   key of every flow exactly as before (`check_equivalent`).
+5. Capacity. Every table is checked against `ChipSpec.router_entries`.
 
-Tables hold non-overlapping entries sorted by (key, mask). Hardware routers take the first
+Tables that fit without compression hold non-overlapping entries sorted by (key, mask); a
+compressed table holds overlapping entries, most specific first. Hardware routers take the first
 matching entry in table order; `deliver` does the same (scanning plain tables, or through a
 `TableIndex`, which finds the first match without scanning), so it also gives the hardware's
 answer for tables that do overlap.
@@ -34,11 +40,12 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from backend.hardware import Machine
 from backend.program import LINK_NAMES, PECoord, RouterEntry
+from backend.table_compress import check_equivalent, compress_table
 from backend.topology import OPPOSITE_LINK, Chip
 from ir.errors import InternalError, ResourceError
 
@@ -85,6 +92,8 @@ class RoutingResult:
     hops_by_flow: list[int]
     entries_before_merge: int
     default_routed: int  # chip crossings that need no entry
+    # chips whose table was compressed, with their entries before compression
+    compressed: dict[Chip, int] = field(default_factory=dict)
 
     @property
     def entries_by_chip(self) -> dict[Chip, int]:
@@ -118,30 +127,47 @@ class PathCache:
         return tuple(steps)
 
 
-def route_flows(flows: Sequence[Flow], machine: Machine, *, merge: bool = True) -> RoutingResult:
+def route_flows(
+    flows: Sequence[Flow], machine: Machine, *, merge: bool = True, compress: bool = True
+) -> RoutingResult:
     """Router tables that deliver every flow to exactly its targets (see the module docstring).
 
     InternalError for a malformed flow or overlapping key blocks; ResourceError when a chip's
-    table exceeds the router's capacity.
+    table exceeds the router's capacity (after compression, when `compress`).
     """
     check_flows(flows, machine)
     paths = PathCache(machine)
     entries_by_chip: dict[Chip, list[RouterEntry]] = defaultdict(list)
+    crossed_by: dict[Chip, list[tuple[int, int]]] = defaultdict(list)  # default-routed blocks
     hops_by_flow: list[int] = []
     crossings = 0
     for flow in flows:
         tree = multicast_tree(source_chip(flow, machine), target_chips(flow, machine), paths)
         hops_by_flow.append(tree.hops)
         crossings += len(tree.links_out)
+        with_entry = set()
         for chip, entry in flow_entries(flow, tree, machine.host_chip):
             entries_by_chip[chip].append(entry)
+            with_entry.add(chip)
+        for chip in tree.links_out.keys() - with_entry:
+            crossed_by[chip].append((flow.key, flow.mask))
     written = sum(len(entries) for entries in entries_by_chip.values())
     tables = {
         chip: sorted(merge_entries(entries) if merge else entries, key=_entry_order)
         for chip, entries in sorted(entries_by_chip.items())
     }
+    compressed: dict[Chip, int] = {}
+    if compress:
+        capacity = machine.chip_spec.router_entries
+        for chip, entries in tables.items():
+            if len(entries) <= capacity:
+                continue
+            smaller = compress_table(entries, crossed_by.get(chip, ()))
+            check_equivalent(entries, smaller, crossed_by.get(chip, ()), f"chip {chip}")
+            compressed[chip] = len(entries)
+            tables[chip] = smaller
     check_capacity(tables, machine)
-    return RoutingResult(tables, hops_by_flow, written, crossings - written)
+    return RoutingResult(tables, hops_by_flow, written, crossings - written, compressed)
 
 
 def source_chip(flow: Flow, machine: Machine) -> Chip:

@@ -129,6 +129,31 @@ def compile_options(function):
         ),
         click.option("--machine", default="board", show_default=True, help=MACHINE_HELP),
         click.option(
+            "--placer",
+            type=click.Choice(["greedy", "cpsat"]),
+            default="greedy",
+            show_default=True,
+            help="Placement: greedy fills PEs in raster order; cpsat minimises packets x hops "
+            "between chips with OR-Tools CP-SAT (greedy is its hint and fallback).",
+        ),
+        click.option(
+            "--place-time",
+            type=float,
+            default=10.0,
+            show_default=True,
+            metavar="S",
+            help="cpsat: deterministic time limit in seconds of solver work (same result on "
+            "any machine; wall time is a few times larger).",
+        ),
+        click.option(
+            "--chip-weight",
+            type=float,
+            default=0.0,
+            show_default=True,
+            metavar="W",
+            help="cpsat: what one more chip costs, in packets x hops per inference.",
+        ),
+        click.option(
             "--batch",
             type=click.IntRange(min=1),
             default=1,

@@ -7,6 +7,7 @@ layout) -> Program, which `backend.image` writes as the image.
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +19,16 @@ import onnx
 from backend.assemble import assemble
 from backend.hardware import MAX_BOARDS, Machine, load_machine, machine_from_name
 from backend.partition import Partition, partition
-from backend.place import pack_next_fit, place_greedy, suggest_machine
+from backend.place import pack_next_fit, suggest_machine
+from backend.place_cpsat import (
+    DEFAULT_TIME_LIMIT,
+    PLACERS,
+    CpsatOptions,
+    PlacementReport,
+    greedy_outcome,
+    place_cpsat,
+)
+from backend.placement.traffic import slice_traffic
 from backend.program import PECoord, Program
 from backend.topology import BOARD_CHIPS
 from ir.errors import InputError, ResourceError, UnsupportedError
@@ -52,6 +62,9 @@ class CompileOptions:
     calib_method: str = "minmax"
     percentile: float = 99.99
     per_tensor_weights: bool = False
+    placer: str = "greedy"  # greedy | cpsat (backend.place_cpsat)
+    place_time: float = DEFAULT_TIME_LIMIT  # deterministic seconds for the cpsat placer
+    chip_weight: float = 0.0  # packets x hops one more chip is worth to the cpsat placer
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -60,6 +73,9 @@ class CompileOptions:
             )
         if self.batch < 1:
             raise InputError(f"--batch must be >= 1, got {self.batch}")
+        if self.placer not in PLACERS:
+            raise InputError(f"--placer {self.placer!r}: choose from {', '.join(PLACERS)}")
+        self.placement_options().check()
         if self.calib_method not in METHODS:
             raise InputError(
                 f"--calib-method {self.calib_method!r}: choose from {', '.join(METHODS)}"
@@ -72,6 +88,9 @@ class CompileOptions:
                 f"--print-after {unknown[0]!r} names no pass; passes: {', '.join(pass_names())}"
             )
 
+    def placement_options(self) -> CpsatOptions:
+        return CpsatOptions(time_limit=self.place_time, chip_weight=self.chip_weight)
+
 
 @dataclass
 class CompileResult:
@@ -83,6 +102,7 @@ class CompileResult:
     program: Program
     machine: Machine
     seconds: dict[str, float] = field(default_factory=dict)
+    placement_report: PlacementReport | None = None
 
 
 def resolve_machine(name: str) -> Machine:
@@ -195,12 +215,16 @@ def compile_model(
     lap("partition")
     if machine is None:
         machine = auto_machine(parts)
-    placement = place_greedy(
+    place = place_cpsat if options.placer == "cpsat" else greedy_outcome
+    outcome = place(
         [s.sram_bytes for s in parts.slices],
-        machine,
         [s.layer_index for s in parts.slices],
+        slice_traffic(parts),
+        machine,
+        options.placement_options(),
         slice_names=[f"slice {s.index} of '{s.layer}'" for s in parts.slices],
     )
+    placement = outcome.placement
     lap("place")
     metadata = {
         "s2c_version": __version__,
@@ -209,5 +233,10 @@ def compile_model(
         "batch": str(options.batch),
     }
     program = assemble(parts, placement, machine, options.mode, metadata)
+    outcome.report.figures["router_entries_max"] = max(
+        (len(chip.router) for chip in program.chips), default=0
+    )
+    report = outcome.report.as_dict(wall_clock=False)
+    program.metadata["placement"] = json.dumps(report, sort_keys=True)
     lap("assemble")
-    return CompileResult(graph, parts, placement, program, machine, seconds)
+    return CompileResult(graph, parts, placement, program, machine, seconds, outcome.report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from backend.hardware import Machine
@@ -55,7 +56,17 @@ def summarise(program: Program, image_bytes: int) -> dict:
         "outputs": [_io(io) for io in program.outputs],
         "image_bytes": image_bytes,
         "metadata": dict(program.metadata),
+        "placement": _placement(program.metadata),
     }
+
+
+def _placement(metadata: dict[str, str]) -> dict | None:
+    """The placement report the compiler stored (`backend.place_cpsat`), or None."""
+    try:
+        report = json.loads(metadata.get("placement", "null"))
+    except ValueError:
+        return None
+    return report if isinstance(report, dict) else None
 
 
 def _io(io) -> dict:
@@ -77,8 +88,26 @@ def format_summary(summary: dict) -> str:
         f"{summary['router_capacity']}; total {summary['router_entries_total']}",
         f"image             {summary['image_bytes']} bytes",
     ]
+    lines += _placement_lines(summary.get("placement"))
     for kind in ("inputs", "outputs"):
         for io in summary[kind]:
             shape = "x".join(str(d) for d in io["shape"])
             lines.append(f"{kind[:-1]:<17} {io['name']}: {shape} {io['dtype']}")
     return "\n".join(lines)
+
+
+def _placement_lines(report: dict | None) -> list[str]:
+    """Placer, objective against greedy's, bound and gap, inter-chip traffic."""
+    if not report:
+        return []
+    try:
+        greedy = report["greedy"]
+        return [
+            f"placement         {report['placer']} ({report['status']}): objective "
+            f"{report['objective']:.6g} (greedy {greedy['objective']:.6g}), bound "
+            f"{report['best_bound']:.6g}, gap {report['gap']:.1%}",
+            f"inter-chip        {report['inter_chip_traffic']} packets x hops "
+            f"(greedy {greedy['inter_chip_traffic']})",
+        ]
+    except (KeyError, TypeError, ValueError):
+        return []

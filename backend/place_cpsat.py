@@ -12,9 +12,9 @@ Method, in three steps (`backend.placement`):
    (`backend.place.place_greedy`) is computed first, as the hint, the fallback and the yardstick.
 2. Chips. Groups of bins (runs of one layer) are assigned to chips by recursive bisection of the
    candidate chips, each cut a CP-SAT model (`backend.placement.bisection`) under PEs, router
-   entries and DRAM per chip, hinted with the greedy placement. The solver runs on one worker with
-   a fixed seed and a deterministic time limit, so the same inputs give the same placement
-   whatever the machine's load.
+   entries and DRAM per chip, hinted with the greedy placement (and two pipeline splits). The
+   solver runs on one worker with a fixed seed and a deterministic time limit, so the same
+   inputs give the same placement whatever the machine's load.
 3. Cores. Within a chip, bins that talk go to nearby QPEs (`backend.placement.cores`).
 
 The result is compared with the greedy placement on the same objective and the better one is

@@ -131,10 +131,10 @@ def compile_options(function):
         click.option(
             "--placer",
             type=click.Choice(["greedy", "cpsat"]),
-            default="greedy",
+            default="cpsat",
             show_default=True,
-            help="Placement: greedy fills PEs in raster order; cpsat minimises packets x hops "
-            "between chips with OR-Tools CP-SAT (greedy is its hint and fallback).",
+            help="Placement: cpsat minimises packets x hops between chips with OR-Tools CP-SAT "
+            "(greedy is its hint and fallback); greedy fills PEs in raster order.",
         ),
         click.option(
             "--place-time",

@@ -62,7 +62,7 @@ class CompileOptions:
     calib_method: str = "minmax"
     percentile: float = 99.99
     per_tensor_weights: bool = False
-    placer: str = "greedy"  # greedy | cpsat (backend.place_cpsat)
+    placer: str = "cpsat"  # cpsat | greedy (backend.place_cpsat)
     place_time: float = DEFAULT_TIME_LIMIT  # deterministic seconds for the cpsat placer
     chip_weight: float = 0.0  # packets x hops one more chip is worth to the cpsat placer
 

@@ -62,6 +62,7 @@ class S2CBackend(Backend):
             mode=kwargs.get("mode", "float"),
             machine=kwargs.get("machine", "board"),
             batch=int(kwargs.get("batch", 1)),
+            placer=kwargs.get("placer", "cpsat"),
         )
         result = compile_model(model, options, emit=lambda text: None)
         return S2CRep(encode_image(result.program))

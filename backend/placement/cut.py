@@ -162,6 +162,9 @@ def _solver(seconds: float) -> cp_model.CpSolver:
     solver.parameters.num_workers = 1
     solver.parameters.random_seed = SEED
     solver.parameters.max_deterministic_time = max(seconds, _MIN_SOLVE_SECONDS)
+    # Ctrl-C must stop the compile, not end the solve early with a placement that differs from
+    # an uninterrupted run: leave SIGINT to Python, which raises KeyboardInterrupt.
+    solver.parameters.catch_sigint_signal = False
     return solver
 
 

@@ -18,7 +18,8 @@ from benchmarks.zoo_models import MODEL_NAMES, cut_at_softmax, randomised_model,
 from s2c.driver import CompileOptions, compile_model
 from s2c.validate import interpreter_outputs, run_onnxruntime
 
-OPTIONS = CompileOptions(mode="float", machine="auto")
+# Numerics only: the greedy placer keeps these large compiles short (placement is tested apart).
+OPTIONS = CompileOptions(mode="float", machine="auto", placer="greedy")
 
 # Tolerance, per element: |s2c - onnxruntime| <= ATOL_SCALE * max|logits| + RTOL * |onnxruntime|.
 # Both compute in float32, but a logit here is the end of a chain of sums over thousands of

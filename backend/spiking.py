@@ -1,0 +1,281 @@
+"""Spiking kernels: integrate-and-fire neurons of an snn image, one timestep at a time.
+
+A spiking kernel holds, in its PE's SRAM, the int32 membrane of each neuron of its output box
+(`membrane`, the initial state), an int32 threshold and bias current per output channel and its
+int8 synapses (`weight`). One timestep of one kernel (docs/numerics.md, "snn"):
+
+    current  = (sum over delivered spikes of their synaptic weights) << F  + bias
+               (conv: the shared kernel applied around each spike's position; dense: the
+               synaptic row of each spiking source neuron; add: one weight per operand and
+               channel; a "current" input port reads int8 input minus its zero point instead of
+               spikes, computed once because the input is constant)
+    membrane = saturate_int32(membrane + current)
+    spike    = membrane >= threshold;  membrane -= threshold where spike   (reset by subtraction)
+
+A non-spiking integrator (`fire` = 0, the output layer) only integrates; after T steps its
+membrane is the result. The sums are exact integer arithmetic: int8 weights times 0/1 spikes or
+int8 inputs, summed in float64 (exact below 2^53) by BLAS, then converted to int64.
+
+`DESCRIPTOR_CHECKS` maps each opcode to a function that validates one kernel's descriptor and
+parameters against the image when the image is loaded; each raises `InputError` naming the kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.program import Kernel
+from ir.errors import InputError
+from ir.reference import evaluate
+
+SPIKING_OPCODES = frozenset({"spike_conv", "spike_dense", "spike_add"})
+ROUTING_OPCODES = frozenset({"reshape", "transpose", "concat"})
+ENCODINGS = ("current", "poisson")
+MAX_TIMESTEPS = 4096
+MAX_FRACTION_BITS = 8
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+@dataclass(frozen=True)
+class SnnSettings:
+    """How an snn image runs, from its metadata: timesteps, input encoding, PRNG seed."""
+
+    timesteps: int
+    encoding: str
+    seed: int
+
+
+def snn_settings(metadata: Mapping[str, str]) -> SnnSettings:
+    """The run settings stored in an snn image, checked."""
+    try:
+        timesteps = int(metadata["snn_timesteps"])
+        encoding = metadata["snn_encoding"]
+        seed = int(metadata["snn_seed"])
+    except (KeyError, ValueError) as error:
+        raise InputError(f"image: snn metadata missing or malformed ({error})") from None
+    if not 1 <= timesteps <= MAX_TIMESTEPS:
+        raise InputError(f"image: snn_timesteps {timesteps} is outside 1..{MAX_TIMESTEPS}")
+    if encoding not in ENCODINGS:
+        raise InputError(f"image: snn_encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
+    if not 0 <= seed < 2**63:
+        raise InputError(f"image: snn_seed {seed} is outside 0..2^63-1")
+    return SnnSettings(timesteps, encoding, seed)
+
+
+# -- decode-time checks -------------------------------------------------------------------------
+def _name(kernel: Kernel) -> str:
+    return f"image: {kernel.layer}#{kernel.slice_index} ({kernel.opcode})"
+
+
+def _expect(kernel: Kernel, params: Mapping[str, np.ndarray], role: str, dtype: str, shape):
+    array = params.get(role)
+    if array is None:
+        raise InputError(f"{_name(kernel)}: no {role} parameter")
+    if str(array.dtype) != dtype or tuple(array.shape) != tuple(shape):
+        raise InputError(
+            f"{_name(kernel)}: {role} is {array.dtype}{list(array.shape)}, "
+            f"expected {dtype}{list(shape)}"
+        )
+
+
+def _check_neurons(kernel: Kernel, params: Mapping[str, np.ndarray]) -> int:
+    """Attributes, thresholds and membranes every spiking kernel has; returns its channel count."""
+    attrs = kernel.attrs
+    for key in ("fire", "fraction_bits", "channel_axis"):
+        if not isinstance(attrs.get(key), int):
+            raise InputError(f"{_name(kernel)}: attribute {key} missing or not an integer")
+    if attrs["fire"] not in (0, 1) or not 0 <= attrs["fraction_bits"] <= MAX_FRACTION_BITS:
+        raise InputError(f"{_name(kernel)}: fire must be 0/1 and fraction_bits in 0..8")
+    out = kernel.output.box.shape
+    if not 0 <= attrs["channel_axis"] < len(out):
+        raise InputError(f"{_name(kernel)}: channel_axis {attrs['channel_axis']} outside {out}")
+    channels = out[attrs["channel_axis"]]
+    _expect(kernel, params, "membrane", "int32", out)
+    expected_out = "bool" if attrs["fire"] else "int32"
+    if kernel.output.dtype != expected_out:
+        raise InputError(f"{_name(kernel)}: output is {kernel.output.dtype}, not {expected_out}")
+    if attrs["fire"]:
+        _expect(kernel, params, "threshold", "int32", (channels,))
+        if np.any(params["threshold"] < 1):
+            raise InputError(f"{_name(kernel)}: thresholds must be at least 1")
+    if "bias" in params:
+        _expect(kernel, params, "bias", "int32", (channels,))
+    return channels
+
+
+def _check_input_coding(kernel: Kernel) -> None:
+    coding = kernel.attrs.get("input_coding")
+    if coding not in ("spikes", "current") or not isinstance(
+        kernel.attrs.get("input_zero_point"), int
+    ):
+        raise InputError(f"{_name(kernel)}: input_coding must be spikes or current")
+    want = "bool" if coding == "spikes" else "int8"
+    if len(kernel.inputs) != 1 or kernel.inputs[0].dtype != want:
+        raise InputError(f"{_name(kernel)}: needs one {want} input port for {coding} input")
+
+
+def check_spike_dense(kernel: Kernel, params: Mapping[str, np.ndarray]) -> None:
+    """A dense slice: one synaptic row of int8 weights per source neuron of its input box."""
+    channels = _check_neurons(kernel, params)
+    _check_input_coding(kernel)
+    sources = kernel.inputs[0].box.shape[-1]
+    _expect(kernel, params, "weight", "int8", (sources, channels))
+
+
+def check_spike_conv(kernel: Kernel, params: Mapping[str, np.ndarray]) -> None:
+    """A conv slice: shared int8 kernels whose geometry maps its input box onto its output box."""
+    channels = _check_neurons(kernel, params)
+    _check_input_coding(kernel)
+    attrs = kernel.attrs
+    in_shape, out_shape = kernel.inputs[0].box.shape, kernel.output.box.shape
+    rank = len(out_shape) - 2
+    group = attrs.get("group")
+    weight = params.get("weight")
+    if weight is None or not isinstance(group, int) or group < 1 or in_shape[1] % group:
+        raise InputError(f"{_name(kernel)}: weight or group missing or not matching the input")
+    _expect(kernel, params, "weight", "int8", (channels, in_shape[1] // group, *weight.shape[2:]))
+    for key, length in (("strides", rank), ("dilations", rank), ("pads", 2 * rank)):
+        value = attrs.get(key)
+        if not isinstance(value, tuple) or len(value) != length:
+            raise InputError(f"{_name(kernel)}: {key} must hold {length} integers")
+    for i in range(rank):
+        extent = in_shape[2 + i] + attrs["pads"][i] + attrs["pads"][rank + i]
+        span = attrs["dilations"][i] * (weight.shape[2 + i] - 1) + 1
+        if (
+            attrs["strides"][i] < 1
+            or (extent - span) // attrs["strides"][i] + 1 != out_shape[2 + i]
+        ):
+            raise InputError(f"{_name(kernel)}: conv geometry does not give its output box")
+
+
+def check_spike_add(kernel: Kernel, params: Mapping[str, np.ndarray]) -> None:
+    """A residual add: two spike ports shaped like the output, a weight per port and channel."""
+    channels = _check_neurons(kernel, params)
+    out = kernel.output.box.shape
+    if len(kernel.inputs) != 2 or any(
+        p.dtype != "bool" or p.box.shape != out for p in kernel.inputs
+    ):
+        raise InputError(f"{_name(kernel)}: needs two bool input ports of shape {out}")
+    _expect(kernel, params, "weight", "int8", (2, channels))
+
+
+DESCRIPTOR_CHECKS: dict[str, Callable[[Kernel, Mapping[str, np.ndarray]], None]] = {
+    "spike_dense": check_spike_dense,
+    "spike_conv": check_spike_conv,
+    "spike_add": check_spike_add,
+}
+
+
+# -- neurons ------------------------------------------------------------------------------------
+class SpikingKernel:
+    """One spiking kernel prepared to run: widened weights, channel-shaped bias and threshold."""
+
+    def __init__(self, kernel: Kernel, params: Mapping[str, np.ndarray]) -> None:
+        self.kernel = kernel
+        attrs = kernel.attrs
+        self.fire = bool(attrs["fire"])
+        self.shift = int(attrs["fraction_bits"])
+        self.current_input = attrs.get("input_coding") == "current"
+        self.zero_point = int(attrs.get("input_zero_point", 0))
+        out = kernel.output.box.shape
+        shape = [1] * (len(out) + 1)
+        shape[int(attrs["channel_axis"]) + 1] = -1
+        self.channel_shape = tuple(shape)
+        self.weight = params["weight"].astype(np.float64)
+        self.bias = params["bias"].astype(np.int64).reshape(shape) if "bias" in params else None
+        self.threshold = params["threshold"].astype(np.int64).reshape(shape) if self.fire else None
+        self.initial = params["membrane"].astype(np.int64)
+        self.fanout = _fanout(kernel)
+        self.relu_output = bool(attrs.get("relu_output", 0))
+
+    def current(self, buffers: list[np.ndarray]) -> np.ndarray:
+        """int64 input current of one timestep (before the bias), shaped (S, *output box)."""
+        opcode = self.kernel.opcode
+        if opcode == "spike_add":
+            a, b = (x.astype(np.int64) for x in buffers)
+            w = self.weight.astype(np.int64)
+            shape = self.channel_shape
+            total = a * w[0].reshape(shape) + b * w[1].reshape(shape)
+            return total << self.shift
+        x = buffers[0].astype(np.float64)
+        if self.current_input:
+            x -= self.zero_point
+        if opcode == "spike_dense":
+            acc = x @ self.weight
+        else:
+            attrs = dict(self.kernel.attrs, activation="none", activation_params=())
+            merged = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+            (acc,) = evaluate("conv", attrs, [merged, self.weight])
+            acc = acc.reshape(x.shape[0], -1, *acc.shape[1:])
+        return np.rint(acc).astype(np.int64) << self.shift
+
+    def synaptic_events(self, buffers: list[np.ndarray]) -> int:
+        """(spike, target neuron) pairs this step integrates."""
+        if self.current_input:
+            return 0
+        return sum(
+            int(np.count_nonzero(x) if f is None else (x * f).sum())
+            for x, f in zip(buffers, self.fanout)
+        )
+
+    def step(self, membrane: np.ndarray, current: np.ndarray) -> np.ndarray | None:
+        """Integrate, fire, reset by subtraction (in place); the spikes, or None (integrator)."""
+        np.add(membrane, current, out=membrane)
+        if self.bias is not None:
+            membrane += self.bias
+        np.clip(membrane, INT32_MIN, INT32_MAX, out=membrane)
+        if self.threshold is None:
+            return None
+        spikes = membrane >= self.threshold
+        membrane -= spikes * self.threshold
+        return spikes
+
+    def result(self, membrane: np.ndarray) -> np.ndarray:
+        """An integrator's output after the last step: its membrane (ReLU'd when fused)."""
+        out = np.maximum(membrane, 0) if self.relu_output else membrane
+        return out.astype(np.int32)
+
+
+def _fanout(kernel: Kernel) -> list[np.ndarray | None]:
+    """Per input element, how many output neurons of the kernel one spike there reaches.
+
+    dense: every output neuron (a count times N); add: one; conv: the output channels of its
+    group times, per spatial axis, the (output, kernel tap) pairs that read the position.
+    """
+    out = kernel.output.box.shape
+    if kernel.opcode == "spike_add":
+        return [None, None]
+    if kernel.opcode == "spike_dense":
+        return [np.full(kernel.inputs[0].box.shape, out[-1], dtype=np.int64)]
+    attrs = kernel.attrs
+    in_shape = kernel.inputs[0].box.shape
+    rank = len(out) - 2
+    taps = kernel.params[[p.role for p in kernel.params].index("weight")].shape[2:]
+    fanout = np.full((1,) * (rank + 2), out[1] // attrs["group"], dtype=np.int64)
+    for i in range(rank):
+        counts = np.zeros(in_shape[2 + i], dtype=np.int64)
+        for o in range(out[2 + i]):
+            for tap in range(taps[i]):
+                p = o * attrs["strides"][i] - attrs["pads"][i] + tap * attrs["dilations"][i]
+                if 0 <= p < len(counts):
+                    counts[p] += 1
+        shape = [1] * (rank + 2)
+        shape[2 + i] = -1
+        fanout = fanout * counts.reshape(shape)
+    return [np.broadcast_to(fanout, in_shape)]
+
+
+def poisson_spikes(
+    generator: np.random.Generator, data: np.ndarray, full_rate: float
+) -> np.ndarray:
+    """Spikes with probability clip(x / full_rate, 0, 1): one uniform draw per element."""
+    probability = np.clip(data / full_rate, 0.0, 1.0)
+    return generator.random(data.shape) < probability
+
+
+def poisson_generator(seed: int) -> np.random.Generator:
+    """numpy's PCG64 seeded with the image's seed: one stream for the whole run."""
+    return np.random.Generator(np.random.PCG64(seed))

@@ -22,6 +22,7 @@ from backend.program import Box
 from backend.spiking import (
     DESCRIPTOR_CHECKS,
     SPIKING_OPCODES,
+    MaxPoolGate,
     SpikingKernel,
     poisson_generator,
     poisson_spikes,
@@ -65,17 +66,20 @@ class SpikeStats:
         }
 
 
-def prepare_spiking(interpreter: Interpreter) -> list[SpikingKernel | None]:
+def prepare_spiking(interpreter: Interpreter) -> list[SpikingKernel | MaxPoolGate | None]:
     """Check every spiking kernel's descriptor against the image and prepare it to run."""
     snn_settings(interpreter.program.metadata)
-    prepared: list[SpikingKernel | None] = []
+    prepared: list[SpikingKernel | MaxPoolGate | None] = []
     for (_, kernel), params in zip(interpreter.kernels, interpreter.params):
         check = DESCRIPTOR_CHECKS.get(kernel.opcode)
         if check is None:
             prepared.append(None)
             continue
         check(kernel, params)
-        prepared.append(SpikingKernel(kernel, params))
+        if kernel.opcode == "spike_max_pool":
+            prepared.append(MaxPoolGate(kernel, params))
+        else:
+            prepared.append(SpikingKernel(kernel, params))
     return prepared
 
 
@@ -192,7 +196,7 @@ class SpikingRun:
     def _emit_results(self, members: tuple[int, ...]) -> None:
         """After the last step: each integrator sends its membrane to the host."""
         neurons = self.interpreter.spiking[members[0]]
-        if neurons is None or neurons.fire:
+        if not isinstance(neurons, SpikingKernel) or neurons.fire:
             return
         result = neurons.result(self.membranes[members[0]])
         for position, member in enumerate(members):

@@ -18,11 +18,17 @@ from backend.slicing import Layer, SliceSpec
 from passes.ann_to_snn import SpikingLayer
 
 SPIKING_OPCODES = {"conv": "spike_conv", "dense": "spike_dense", "add": "spike_add"}
+# Max pooling keeps the pool geometry of `backend.slicing` (window_start, kernel, strides,
+# dilations, valid_lo / valid_hi, input_start) and an int32 spike count per input neuron.
 
 
 def add_snn(layer: Layer, spec: SliceSpec, spiking: SpikingLayer, partial: bool) -> SliceSpec:
     """Make `spec` (a slice of a converted layer) a spiking kernel."""
     if spiking.kind == "routing" or partial:  # partial sums: refused by the partitioner
+        return spec
+    if spiking.kind == "max_pool":
+        spec.opcode = "spike_max_pool"
+        spec.params = [("count", np.zeros(spec.inputs[0][1].shape, dtype=np.int32))]
         return spec
     axis = len(spec.out_box.start) - 1 if layer.op == "dense" else 1
     c0, c1 = spec.out_box.start[axis], spec.out_box.stop[axis]

@@ -31,7 +31,7 @@ from backend.program import Kernel
 from ir.errors import InputError
 from ir.reference import evaluate
 
-SPIKING_OPCODES = frozenset({"spike_conv", "spike_dense", "spike_add"})
+SPIKING_OPCODES = frozenset({"spike_conv", "spike_dense", "spike_add", "spike_max_pool"})
 ROUTING_OPCODES = frozenset({"reshape", "transpose", "concat"})
 ENCODINGS = ("current", "poisson")
 MAX_TIMESTEPS = 4096
@@ -162,11 +162,107 @@ def check_spike_add(kernel: Kernel, params: Mapping[str, np.ndarray]) -> None:
     _expect(kernel, params, "weight", "int8", (2, channels))
 
 
+def check_spike_max_pool(kernel: Kernel, params: Mapping[str, np.ndarray]) -> None:
+    """Max-pool gating: one spike port, a window geometry per spatial axis, a count per input."""
+    if len(kernel.inputs) != 1 or kernel.inputs[0].dtype != "bool" or kernel.output.dtype != "bool":
+        raise InputError(f"{_name(kernel)}: needs one bool input port and a bool output")
+    in_shape, out_shape = kernel.inputs[0].box.shape, kernel.output.box.shape
+    if len(in_shape) != len(out_shape) or in_shape[:2] != out_shape[:2]:
+        raise InputError(f"{_name(kernel)}: input box {in_shape} does not pool to {out_shape}")
+    rank = len(out_shape) - 2
+    for key in POOL_GEOMETRY:
+        value = kernel.attrs.get(key)
+        if not isinstance(value, tuple) or len(value) != rank:
+            raise InputError(f"{_name(kernel)}: {key} must hold {rank} integers")
+    if min(kernel.attrs["kernel"] + kernel.attrs["strides"] + kernel.attrs["dilations"]) < 1:
+        raise InputError(f"{_name(kernel)}: kernel, strides and dilations must be positive")
+    _expect(kernel, params, "count", "int32", in_shape)
+    _, valid = window_gather(kernel)
+    if valid.size and not np.all(valid.any(axis=1)):
+        raise InputError(f"{_name(kernel)}: a pooling window holds no input neuron")
+
+
+POOL_GEOMETRY = (
+    "kernel",
+    "strides",
+    "dilations",
+    "window_start",
+    "valid_lo",
+    "valid_hi",
+    "input_start",
+)
+
 DESCRIPTOR_CHECKS: dict[str, Callable[[Kernel, Mapping[str, np.ndarray]], None]] = {
     "spike_dense": check_spike_dense,
     "spike_conv": check_spike_conv,
     "spike_add": check_spike_add,
+    "spike_max_pool": check_spike_max_pool,
 }
+
+
+def window_gather(kernel: Kernel) -> tuple[np.ndarray, np.ndarray]:
+    """For each output position and window tap: the flat spatial index in the input box, valid.
+
+    Tap t of local output o on axis i reads global position g = window_start[i] + o strides[i]
+    + t dilations[i]; it is valid when valid_lo[i] <= g < valid_hi[i] and g lies in the box.
+    """
+    attrs = kernel.attrs
+    in_spatial = kernel.inputs[0].box.shape[2:]
+    out_spatial = kernel.output.box.shape[2:]
+    taps = attrs["kernel"]
+    rank = len(out_spatial)
+    flat = np.zeros((*out_spatial, *taps), dtype=np.int64)
+    valid = np.ones((*out_spatial, *taps), dtype=bool)
+    stride_in = 1
+    for i in reversed(range(rank)):
+        outputs = np.arange(out_spatial[i])[:, None]
+        tap = np.arange(taps[i])[None, :]
+        g = attrs["window_start"][i] + outputs * attrs["strides"][i] + tap * attrs["dilations"][i]
+        local = g - attrs["input_start"][i]
+        ok = (g >= attrs["valid_lo"][i]) & (g < attrs["valid_hi"][i])
+        ok &= (local >= 0) & (local < in_spatial[i])
+        shape = [1] * (2 * rank)
+        shape[i], shape[rank + i] = out_spatial[i], taps[i]
+        flat = flat + (np.clip(local, 0, max(in_spatial[i] - 1, 0)) * stride_in).reshape(shape)
+        valid = valid & ok.reshape(shape)
+        stride_in *= in_spatial[i]
+    positions = int(np.prod(out_spatial, dtype=np.int64))
+    return flat.reshape(positions, -1), valid.reshape(positions, -1)
+
+
+class MaxPoolGate:
+    """Spiking max pooling by accumulated spike counts.
+
+    Each input neuron's count of spikes so far (this step included) is kept; each output
+    forwards this step's spike of the input in its window with the largest count (ties: the
+    first in window order), so over T steps it passes the spike train of the highest-rate input.
+    """
+
+    fire = True
+    current_input = False
+
+    def __init__(self, kernel: Kernel, params: Mapping[str, np.ndarray]) -> None:
+        self.kernel = kernel
+        self.initial = params["count"].astype(np.int64)
+        self.flat, self.valid = window_gather(kernel)
+        self.out_shape = kernel.output.box.shape
+
+    def current(self, buffers: list[np.ndarray]) -> np.ndarray:
+        return buffers[0]
+
+    def synaptic_events(self, buffers: list[np.ndarray]) -> int:
+        return int(np.count_nonzero(buffers[0]))
+
+    def step(self, counts: np.ndarray, spikes: np.ndarray) -> np.ndarray:
+        counts += spikes
+        rows = counts.shape[0] * counts.shape[1]
+        channels = counts.shape[2]
+        windows = counts.reshape(rows, channels, -1)[:, :, self.flat]
+        windows = np.where(self.valid, windows, -1)
+        choice = windows.argmax(axis=-1)
+        chosen = self.flat[np.arange(self.flat.shape[0]), choice]
+        out = np.take_along_axis(spikes.reshape(rows, channels, -1), chosen, axis=2)
+        return out.reshape(counts.shape[0], *self.out_shape)
 
 
 # -- neurons ------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ Runs after BatchNorm folding and ReLU fusion (docs/snn.md has the method, docs/n
 integer semantics):
 
 1. Accepted ops: conv and dense with a fused ReLU (spiking neurons), average and global-average
-   pooling (rewritten here as depthwise convolutions with weights 1/k, the same function), residual
+   pooling (rewritten here as depthwise convolutions with weights 1/k, the same function), max
+   pooling (gated by accumulated spike counts: each window forwards the spikes of its input
+   neuron that has spiked most so far, ties to the first in window order), residual
    add (spiking neurons with two inputs), concat, reshape/flatten and transpose (spikes routed
    unchanged), standalone ReLU on spikes (an identity: rates are never negative). The conv or dense
    that produces a graph output becomes a non-spiking integrator. Anything else is unsupported.
@@ -45,7 +47,8 @@ MAX_FRACTION_BITS = 8
 INT32_MAX = 2**31 - 1
 ROUTING_OPS = frozenset({"reshape", "transpose", "concat"})
 ACCEPTED = (
-    "conv, dense, average / global-average pool, add, concat, reshape/flatten, transpose, ReLU"
+    "conv, dense, average / global-average / max pool, add, concat, reshape/flatten, "
+    "transpose, ReLU"
 )
 
 
@@ -54,7 +57,8 @@ class SpikingLayer:
     """How one IR node runs as spiking neurons (weights and biases are the node's constants).
 
     kind: "spiking" (integrate-and-fire, emits spikes), "integrator" (non-spiking output layer,
-    its membrane is the result), "routing" (spikes pass unchanged).
+    its membrane is the result), "routing" (spikes pass unchanged), "max_pool" (each window
+    passes the spikes of the input with the most spikes so far).
     """
 
     kind: str
@@ -150,6 +154,13 @@ class AnnToSnn(Pass):
             return SpikingLayer("routing")
         if node.op == "add":
             return self._add(graph, node, scale_of, peaks)
+        if node.op == "pool":  # max pooling (average pooling became a conv)
+            lam_in = _per_channel(scale_of[id(node.inputs[0])])
+            shape = [1] * len(out.type.shape)
+            shape[1] = -1
+            scale_of[id(out)] = np.broadcast_to(lam_in.reshape(shape), out.type.shape).copy()
+            out.type = TensorType(out.type.shape, "bool")
+            return SpikingLayer("max_pool")
         return self._synapses(graph, node, scale_of, peaks)
 
     def _synapses(self, graph, node: Node, scale_of, peaks) -> SpikingLayer:
@@ -221,7 +232,7 @@ def _problem(graph: Graph, node: Node) -> str | None:
         return None
     if node.op in ("pool", "global_pool"):
         if attrs.get("kind", "avg") != "avg":
-            return f"{where}: max pooling of spike trains is not supported; use average pooling"
+            return None if node.op == "pool" else f"{where}: global max pooling cannot spike"
         if node.op == "pool" and attrs["ceil_mode"]:
             return f"{where}: ceil_mode pooling cannot be expressed as one spiking kernel"
         if node.op == "pool" and any(attrs["pads"]) and not attrs["count_include_pad"]:
@@ -275,6 +286,8 @@ def _pool_as_depthwise_conv(graph: Graph, node: Node) -> None:
     if node.op not in ("pool", "global_pool"):
         return
     attrs = attrs_of(node)
+    if attrs.get("kind", "avg") != "avg":
+        return
     shape = node.inputs[0].type.shape
     channels, spatial = shape[1], shape[2:]
     if node.op == "global_pool":

@@ -123,7 +123,11 @@ class AnnToSnn(Pass):
             peak = np.full(len(channels), np.percentile(channels, self.percentile))
         else:
             peak = np.percentile(channels, self.percentile, axis=1)
-        peak = np.maximum(peak.astype(np.float64), 1e-6)
+        # A channel silent at the percentile falls back to its maximum; a channel never active
+        # on the calibration data gets 1 (it stays silent whatever its threshold).
+        top = channels.max(axis=1) if not self.per_layer else np.full(len(peak), channels.max())
+        peak = np.where(peak > 0, peak, top).astype(np.float64)
+        peak = np.where(peak > 0, peak, 1.0)
         shape = [1] * len(value.type.shape)
         shape[axis] = -1
         return np.broadcast_to(peak.reshape(shape), value.type.shape).copy()
@@ -275,8 +279,7 @@ def _check_supported(graph: Graph) -> None:
                 )
     if problems:
         raise UnsupportedError(
-            f"{len(problems)} node(s) cannot be converted to spiking neurons: {problems[0]}",
-            problems,
+            f"cannot convert to spiking neurons: {'; '.join(problems)}", problems
         )
 
 

@@ -309,13 +309,14 @@ class SpikingKernel:
         return np.rint(acc).astype(np.int64) << self.shift
 
     def synaptic_events(self, buffers: list[np.ndarray]) -> int:
-        """(spike, target neuron) pairs this step integrates."""
+        """(spike, target neuron) pairs this step integrates: spikes per input times fan-out."""
         if self.current_input:
             return 0
-        return sum(
-            int(np.count_nonzero(x) if f is None else (x * f).sum())
-            for x, f in zip(buffers, self.fanout)
-        )
+        events = 0
+        for x, fanout in zip(buffers, self.fanout):
+            per_input = x.reshape(x.shape[0], -1).sum(axis=0, dtype=np.int64)
+            events += int(per_input.sum()) if fanout is None else int(per_input @ fanout.ravel())
+        return events
 
     def step(self, membrane: np.ndarray, current: np.ndarray) -> np.ndarray | None:
         """Integrate, fire, reset by subtraction (in place); the spikes, or None (integrator)."""

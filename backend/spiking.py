@@ -108,10 +108,14 @@ def _check_neurons(kernel: Kernel, params: Mapping[str, np.ndarray]) -> int:
 
 def _check_input_coding(kernel: Kernel) -> None:
     coding = kernel.attrs.get("input_coding")
-    if coding not in ("spikes", "current") or not isinstance(
-        kernel.attrs.get("input_zero_point"), int
-    ):
-        raise InputError(f"{_name(kernel)}: input_coding must be spikes or current")
+    zero = kernel.attrs.get("input_zero_point")
+    if coding not in ("spikes", "current") or not isinstance(zero, int) or not -128 <= zero <= 127:
+        raise InputError(
+            f"{_name(kernel)}: input_coding must be spikes or current and input_zero_point "
+            "an int8 value"
+        )
+    if kernel.attrs.get("relu_output", 0) not in (0, 1):
+        raise InputError(f"{_name(kernel)}: relu_output must be 0 or 1")
     want = "bool" if coding == "spikes" else "int8"
     if len(kernel.inputs) != 1 or kernel.inputs[0].dtype != want:
         raise InputError(f"{_name(kernel)}: needs one {want} input port for {coding} input")

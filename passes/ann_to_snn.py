@@ -179,7 +179,7 @@ class AnnToSnn(Pass):
         q_weight = np.clip(np.rint(weight / _along(node.op, weight, scales)), -127, 127)
         current = x.type.dtype == "int8"
         input_max = 255 if current else 1
-        fraction_bits = _fraction_bits(node.op, q_weight, bias / scales, input_max, self.timesteps)
+        fraction_bits = _fraction_bits(node.op, q_weight, scales, bias, input_max, self.timesteps)
         unit = 2.0**fraction_bits / scales
         threshold = np.maximum(np.rint(unit), 1).astype(np.int32)
         graph.set_input(
@@ -208,7 +208,9 @@ class AnnToSnn(Pass):
         weight = np.stack([_per_channel(scale_of[id(v)]) / lam_out for v in node.inputs])
         scales = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0
         q_weight = np.clip(np.rint(weight / scales), -127, 127)
-        fraction_bits = _fraction_bits("add", q_weight, np.zeros_like(scales), 1, self.timesteps)
+        fraction_bits = _fraction_bits(
+            "add", q_weight, scales, np.zeros_like(scales), 1, self.timesteps
+        )
         threshold = np.maximum(np.rint(2.0**fraction_bits / scales), 1).astype(np.int32)
         scale_of[id(out)] = peaks[id(out)]
         out.type = TensorType(out.type.shape, "bool")
@@ -229,9 +231,10 @@ def _problem(graph: Graph, node: Node) -> str | None:
         if attrs["activation"] not in ("relu", "none") or (
             attrs["activation"] == "none" and not output
         ):
+            found = attrs["activation"] if attrs["activation"] != "none" else "no ReLU"
             return (
-                f"{where}: activation {attrs['activation']!r} before a spiking layer; a spike "
-                "rate is a ReLU of the membrane input, so only ReLU networks can be converted"
+                f"{where}: {found} before the next spiking layer; a spike rate is a ReLU of "
+                "the input current, so only ReLU networks can be converted"
             )
         return None
     if node.op in ("pool", "global_pool"):
@@ -269,6 +272,11 @@ def _check_supported(graph: Graph) -> None:
             problems.append(
                 f"graph output '{value.name}': must come from a conv or dense layer, which "
                 "becomes the non-spiking integrator the host reads"
+            )
+        elif value.uses:
+            problems.append(
+                f"'{producer.name}' ({producer.op}): its result is a graph output and feeds "
+                "other layers; an output layer integrates without spiking, so nothing can read it"
             )
     for node in graph.nodes:
         for value in node.inputs:
@@ -384,19 +392,20 @@ def _weight_scales(op: str, weight: np.ndarray, per_layer: bool) -> np.ndarray:
 
 
 def _fraction_bits(
-    op: str, q_weight: np.ndarray, bias: np.ndarray, input_max: int, timesteps: int
+    op: str, q_weight: np.ndarray, scales: np.ndarray, bias: np.ndarray, input_max: int, steps: int
 ) -> int:
-    """The most fraction bits (<= 8) for which T steps of the largest current fit an int32.
+    """The most fraction bits (<= 8) for which T steps cannot overflow an int32 membrane.
 
-    |membrane| <= theta + T * (sum |w_q| * input_max + |b'| / s) * 2^F, with theta = 2^F / s
-    bounded by 2^F * 127 / max|w_q| <= 2^F * 127.
+    In units of s[c] (F = 0): theta = 1 / s[c], the bias current is |b'[c]| / s[c] and an
+    input current at most sum_j |q[c, j]| * input_max; the membrane stays within
+    theta + T * (input + bias) (at most one reset per step), so that times 2^F must fit.
     """
-    moved = q_weight.T if op == "dense" else q_weight
-    per_channel = np.abs(moved.reshape(moved.shape[0], -1)).sum(axis=1) * input_max
     if op == "add":
-        per_channel = np.abs(q_weight).sum(axis=0)
-    step = float(np.max(per_channel + np.abs(bias), initial=1.0))
-    bound = 127 + timesteps * step
+        synapses = np.abs(q_weight).sum(axis=0)
+    else:
+        moved = q_weight.T if op == "dense" else q_weight
+        synapses = np.abs(moved.reshape(moved.shape[0], -1)).sum(axis=1)
+    bound = float(np.max(1.0 / scales + steps * (synapses * input_max + np.abs(bias) / scales)))
     for bits in range(MAX_FRACTION_BITS, -1, -1):
         if bound * 2**bits <= INT32_MAX:
             return bits

@@ -308,3 +308,14 @@ def test_synaptic_events_are_spikes_times_fan_out(mlp_program: Program) -> None:
     assert total > 0
     assert stats.synaptic_events == total
     assert stats.packets >= stats.spikes
+
+
+def test_every_node_that_cannot_spike_is_named_at_once() -> None:
+    """golden/residual_add: a conv without ReLU before the add, and an add reading the input."""
+    model = DIGITS.parent / "residual_add" / "model.onnx"
+    options = CompileOptions(mode="snn", calib=MLP_CALIB)
+    with pytest.raises(UnsupportedError) as caught:
+        _quiet_compile(model, options)
+    problems = caught.value.problems
+    assert any("(conv): no ReLU before the next spiking layer" in p for p in problems)
+    assert any("(add): reads graph input 'input'" in p for p in problems)

@@ -68,7 +68,7 @@ class SpikeStats:
 
 def prepare_spiking(interpreter: Interpreter) -> list[SpikingKernel | MaxPoolGate | None]:
     """Check every spiking kernel's descriptor against the image and prepare it to run."""
-    snn_settings(interpreter.program.metadata)
+    settings = snn_settings(interpreter.program.metadata)
     prepared: list[SpikingKernel | MaxPoolGate | None] = []
     for (_, kernel), params in zip(interpreter.kernels, interpreter.params):
         check = DESCRIPTOR_CHECKS.get(kernel.opcode)
@@ -79,7 +79,7 @@ def prepare_spiking(interpreter: Interpreter) -> list[SpikingKernel | MaxPoolGat
         if kernel.opcode == "spike_max_pool":
             prepared.append(MaxPoolGate(kernel, params))
         else:
-            prepared.append(SpikingKernel(kernel, params))
+            prepared.append(SpikingKernel(kernel, params, settings.timesteps))
     return prepared
 
 
@@ -180,7 +180,7 @@ class SpikingRun:
             neurons = self.interpreter.spiking[member]
             assert neurons is not None
             states.append(np.broadcast_to(neurons.initial, (self.samples, *neurons.initial.shape)))
-        return np.concatenate(states).astype(np.int64)
+        return np.concatenate(states)
 
     def _send(self, key: int, part: np.ndarray) -> None:
         """A payload for key block `key`, counted: packets (one per spike) and link hops."""

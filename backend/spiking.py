@@ -273,7 +273,7 @@ class MaxPoolGate:
 class SpikingKernel:
     """One spiking kernel prepared to run: widened weights, channel-shaped bias and threshold."""
 
-    def __init__(self, kernel: Kernel, params: Mapping[str, np.ndarray]) -> None:
+    def __init__(self, kernel: Kernel, params: Mapping[str, np.ndarray], timesteps: int) -> None:
         self.kernel = kernel
         attrs = kernel.attrs
         self.fire = bool(attrs["fire"])
@@ -284,23 +284,40 @@ class SpikingKernel:
         shape = [1] * (len(out) + 1)
         shape[int(attrs["channel_axis"]) + 1] = -1
         self.channel_shape = tuple(shape)
-        self.weight = params["weight"].astype(np.float64)
-        self.bias = params["bias"].astype(np.int64).reshape(shape) if "bias" in params else None
-        self.threshold = params["threshold"].astype(np.int64).reshape(shape) if self.fire else None
-        self.initial = params["membrane"].astype(np.int64)
+        weight = params["weight"]
+        largest = _largest_sum(kernel.opcode, weight) * (255 if self.current_input else 1)
+        # Sums of int8 products are exact in float32 below 2^24 (else float64, exact below 2^53).
+        self.weight = weight.astype(np.float32 if largest < 2**24 else np.float64)
+        bias = params["bias"] if "bias" in params else np.zeros(1, dtype=np.int32)
+        initial = params["membrane"]
         self.fanout = _fanout(kernel)
         self.relu_output = bool(attrs.get("relu_output", 0))
+        # Saturation can only bite when T steps of the largest current can leave int32; when
+        # they cannot, the membrane is computed in int32 directly (the same numbers, faster).
+        reach = int(np.abs(initial).max(initial=0)) + timesteps * (
+            (largest << self.shift) + int(np.abs(bias.astype(np.int64)).max(initial=0))
+        )
+        self.saturates = reach > INT32_MAX
+        self.state = np.dtype(np.int64 if self.saturates else np.int32)
+        self.bias = bias.astype(self.state).reshape(shape)
+        self.threshold = (
+            params["threshold"].astype(self.state).reshape(shape) if self.fire else None
+        )
+        self.initial = initial.astype(self.state)
 
     def current(self, buffers: list[np.ndarray]) -> np.ndarray:
-        """int64 input current of one timestep (before the bias), shaped (S, *output box)."""
+        """Input current of one timestep, bias included, shaped (S, *output box)."""
+        return (self._synaptic_sum(buffers).astype(self.state) << self.shift) + self.bias
+
+    def _synaptic_sum(self, buffers: list[np.ndarray]) -> np.ndarray:
+        """The sum of int8 weights over the spiking (or current) inputs, exact."""
         opcode = self.kernel.opcode
         if opcode == "spike_add":
             a, b = (x.astype(np.int64) for x in buffers)
             w = self.weight.astype(np.int64)
             shape = self.channel_shape
-            total = a * w[0].reshape(shape) + b * w[1].reshape(shape)
-            return total << self.shift
-        x = buffers[0].astype(np.float64)
+            return a * w[0].reshape(shape) + b * w[1].reshape(shape)
+        x = buffers[0].astype(self.weight.dtype)
         if self.current_input:
             x -= self.zero_point
         if opcode == "spike_dense":
@@ -310,7 +327,7 @@ class SpikingKernel:
             merged = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
             (acc,) = evaluate("conv", attrs, [merged, self.weight])
             acc = acc.reshape(x.shape[0], -1, *acc.shape[1:])
-        return np.rint(acc).astype(np.int64) << self.shift
+        return acc  # exact integers in the float type
 
     def synaptic_events(self, buffers: list[np.ndarray]) -> int:
         """(spike, target neuron) pairs this step integrates: spikes per input times fan-out."""
@@ -325,19 +342,26 @@ class SpikingKernel:
     def step(self, membrane: np.ndarray, current: np.ndarray) -> np.ndarray | None:
         """Integrate, fire, reset by subtraction (in place); the spikes, or None (integrator)."""
         np.add(membrane, current, out=membrane)
-        if self.bias is not None:
-            membrane += self.bias
-        np.clip(membrane, INT32_MIN, INT32_MAX, out=membrane)
+        if self.saturates:
+            np.clip(membrane, INT32_MIN, INT32_MAX, out=membrane)
         if self.threshold is None:
             return None
         spikes = membrane >= self.threshold
-        membrane -= spikes * self.threshold
+        np.subtract(membrane, self.threshold, out=membrane, where=spikes)
         return spikes
 
     def result(self, membrane: np.ndarray) -> np.ndarray:
         """An integrator's output after the last step: its membrane (ReLU'd when fused)."""
         out = np.maximum(membrane, 0) if self.relu_output else membrane
         return out.astype(np.int32)
+
+
+def _largest_sum(opcode: str, weight: np.ndarray) -> int:
+    """The largest sum of |weights| into one output neuron (its current per unit input)."""
+    magnitude = np.abs(weight.astype(np.int64))
+    if opcode == "spike_dense" or opcode == "spike_add":
+        return int(magnitude.sum(axis=0).max(initial=0))
+    return int(magnitude.reshape(magnitude.shape[0], -1).sum(axis=1).max(initial=0))
 
 
 def _fanout(kernel: Kernel) -> list[np.ndarray | None]:

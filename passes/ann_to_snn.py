@@ -97,7 +97,7 @@ class AnnToSnn(Pass):
         peaks = self._channel_peaks(graph)
         scale_of: dict[int, np.ndarray] = {}
         for value in graph.inputs:
-            scale_of[id(value)] = self._encode_input(value, peaks)
+            scale_of[id(value)] = self._encode_input(value)
         for node in graph.nodes:
             self.network.layers[node.name] = self._convert(graph, node, scale_of, peaks)
         return True
@@ -132,7 +132,7 @@ class AnnToSnn(Pass):
         shape[axis] = -1
         return np.broadcast_to(peak.reshape(shape), value.type.shape).copy()
 
-    def _encode_input(self, value: Value, peaks: dict[int, np.ndarray]) -> np.ndarray:
+    def _encode_input(self, value: Value) -> np.ndarray:
         """The input's type in the image and the real value one input unit stands for."""
         data = np.asarray(self.calibration[value.name], dtype=np.float64)
         low, high = float(data.min()), float(data.max())

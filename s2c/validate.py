@@ -28,11 +28,16 @@ DEFAULT_ATOL = 1e-5
 
 
 def seeded_inputs(io_inputs: list[IOTensor], seed: int = 0) -> dict[str, np.ndarray]:
-    """Standard-normal float inputs (zeros for integer inputs) of the compiled shapes."""
+    """Standard-normal float inputs (zeros for integer inputs) of the compiled shapes.
+
+    Spike inputs (Poisson coding, dtype bool) get the absolute values: rates are never negative.
+    """
     rng = np.random.default_rng(seed)
     arrays = {}
     for io in io_inputs:
-        if io.quant is not None or io.dtype.startswith("float"):
+        if io.quant is not None and io.dtype == "bool":
+            arrays[io.name] = np.abs(rng.standard_normal(io.shape)).astype(np.float32)
+        elif io.quant is not None or io.dtype.startswith("float"):
             arrays[io.name] = rng.standard_normal(io.shape).astype(np.float32)
         else:
             arrays[io.name] = np.zeros(io.shape, dtype=io.dtype)

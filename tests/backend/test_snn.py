@@ -319,3 +319,17 @@ def test_every_node_that_cannot_spike_is_named_at_once() -> None:
     problems = caught.value.problems
     assert any("(conv): no ReLU before the next spiking layer" in p for p in problems)
     assert any("(add): reads graph input 'input'" in p for p in problems)
+
+
+def test_tiled_average_pool_sums_equal_the_reference_conv() -> None:
+    """The fast path for stride = kernel depthwise convs gives the ir.reference conv's sums."""
+    from backend.spiking import _tiled_depthwise
+    from ir.reference import evaluate
+
+    rng = np.random.default_rng(9)
+    spikes = (rng.random((5, 1, 6, 8, 8)) < 0.3).astype(np.float32)
+    weight = rng.integers(-127, 128, (6, 1, 2, 2)).astype(np.float32)
+    attrs = {"strides": (2, 2), "pads": (0, 0, 0, 0), "dilations": (1, 1), "group": 6}
+    attrs.update(activation="none", activation_params=())
+    (expected,) = evaluate("conv", attrs, [spikes.reshape(5, 6, 8, 8), weight])
+    np.testing.assert_array_equal(_tiled_depthwise(spikes, weight).reshape(5, 6, 4, 4), expected)

@@ -93,3 +93,13 @@ def test_run_writes_spike_statistics(tmp_path: Path) -> None:
     assert all(len(steps) == 4 for steps in per_step.values())
     assert counts["spikes"] == sum(sum(steps) for steps in per_step.values())
     assert counts["synaptic_events_per_second"] > 0
+
+
+def test_validate_snn_compares_top1_with_fp32() -> None:
+    result = _invoke(
+        "validate", DIGITS / "mlp.onnx", "--mode", "snn", "--timesteps", "8",
+        "--calib", DIGITS / "calib_mlp.npz",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "top-1 agrees with the fp32 model on" in result.output
+    assert "of 200 samples" in result.output  # the calibration samples, by default

@@ -333,3 +333,18 @@ def test_tiled_average_pool_sums_equal_the_reference_conv() -> None:
     attrs.update(activation="none", activation_params=())
     (expected,) = evaluate("conv", attrs, [spikes.reshape(5, 6, 8, 8), weight])
     np.testing.assert_array_equal(_tiled_depthwise(spikes, weight).reshape(5, 6, 4, 4), expected)
+
+
+def test_spikes_cross_chips_with_the_same_result(tmp_path: Path, mlp_program: Program) -> None:
+    """One usable core per chip spreads the MLP over three chips: same logits, link hops > 0."""
+    machine = tmp_path / "machine.json"
+    machine.write_text('{"machine": "board", "usable_cores": 1}')
+    options = CompileOptions(mode="snn", calib=MLP_CALIB, timesteps=8, machine=str(machine))
+    spread = _quiet_compile(DIGITS / "mlp.onnx", options).program
+    assert len({pe.pe.chip for pe in spread.pes}) == 3
+    x = np.load(DIGITS / "test.npz")["input_mlp"][:16]
+    here, local = interpreter_outputs(encode_image(mlp_program), {"input": x})
+    there, travelled = interpreter_outputs(encode_image(spread), {"input": x})
+    np.testing.assert_array_equal(here["logits"], there["logits"])
+    assert local.link_hops == 0 and travelled.link_hops > 0
+    assert travelled.spikes == local.spikes

@@ -21,6 +21,7 @@ import numpy as np
 from backend.program import Box
 from backend.spiking import (
     DESCRIPTOR_CHECKS,
+    ROUTING_OPCODES,
     SPIKING_OPCODES,
     MaxPoolGate,
     SpikingKernel,
@@ -72,6 +73,12 @@ def prepare_spiking(interpreter: Interpreter) -> list[SpikingKernel | MaxPoolGat
     prepared: list[SpikingKernel | MaxPoolGate | None] = []
     for (_, kernel), params in zip(interpreter.kernels, interpreter.params):
         check = DESCRIPTOR_CHECKS.get(kernel.opcode)
+        if check is None and kernel.opcode not in ROUTING_OPCODES:
+            raise InputError(
+                f"image: {kernel.layer}#{kernel.slice_index} ({kernel.opcode}) cannot run in an "
+                f"snn image; spiking opcodes: {', '.join(sorted(DESCRIPTOR_CHECKS))}, routing: "
+                f"{', '.join(sorted(ROUTING_OPCODES))}"
+            )
         if check is None:
             prepared.append(None)
             continue

@@ -3,10 +3,10 @@
 For the digits CNN and MLP (golden/digits/, made by golden/train_digits.py) this prints the test
 accuracy (all 540 samples) of: the fp32 model in onnxruntime; s2c's int8 image; s2c's snn image
 at T = 8, 16, 32, 64, 128 (per-channel thresholds at the 99.9th percentile, constant-current
-input, membrane readout; calibrated on golden/digits/calib_*.npz). Then the variants at
-T = 32: per-layer thresholds, Poisson input, and for the CNN a max-pool version (its average
-pools replaced by max pools, same weights) whose fp32 accuracy is the reference for the cost of
-max-pool gating.
+input, membrane readout; calibrated on golden/digits/calib_*.npz). Then the variants:
+per-layer thresholds and Poisson input at T = 32, bias correction at T = 16, Poisson input at
+T = 128, and for the CNN a max-pool version (its average pools replaced by max pools, same
+weights) whose fp32 accuracy is the reference for the cost of max-pool gating.
 
 Simulation cost: the wall time of the snn image's T steps over the test set against the float
 image's single run of the same network in the same interpreter (best of 2 against best of 5, to
@@ -111,6 +111,7 @@ def measure(name: str, timesteps: tuple[int, ...]) -> None:
         )
     variants = {
         "per-layer thresholds": (model, snn(name, 32, snn_per_layer=True)),
+        "bias correction, T=16": (model, snn(name, 16, snn_bias_correction=True)),
         "Poisson input": (model, snn(name, 32, snn_encoding="poisson")),
         "Poisson input, T=128": (model, snn(name, 128, snn_encoding="poisson")),
     }

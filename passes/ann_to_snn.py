@@ -36,6 +36,7 @@ import numpy as np
 
 from ir.errors import InputError, InternalError, UnsupportedError
 from ir.graph import Graph, Node, Value
+from ir.reference import evaluate
 from ir.types import QuantParams, TensorType
 from passes.base import Pass
 from passes.calibration import sample_activations
@@ -87,6 +88,7 @@ class AnnToSnn(Pass):
     percentile: float = 99.9
     per_layer: bool = False
     encoding: str = "current"
+    bias_correction: bool = False
     network: SpikingNetwork = field(default_factory=SpikingNetwork, compare=False)
 
     def run(self, graph: Graph) -> bool:
@@ -94,26 +96,29 @@ class AnnToSnn(Pass):
         for node in list(graph.nodes):
             _pool_as_depthwise_conv(graph, node)
         _drop_relu_on_spikes(graph)
-        peaks = self._channel_peaks(graph)
-        scale_of: dict[int, np.ndarray] = {}
+        peaks, excess = self._channel_peaks(graph)
+        coding = _Coding(peaks, excess)
         for value in graph.inputs:
-            scale_of[id(value)] = self._encode_input(value)
+            coding.scale[id(value)] = self._encode_input(value)
         for node in graph.nodes:
-            self.network.layers[node.name] = self._convert(graph, node, scale_of, peaks)
+            self.network.layers[node.name] = self._convert(graph, node, coding)
         return True
 
     # -- calibration ------------------------------------------------------------------------------
-    def _channel_peaks(self, graph: Graph) -> dict[int, np.ndarray]:
-        """lambda per value, broadcast to the value's shape: a percentile per channel (or layer)."""
+    def _channel_peaks(self, graph: Graph) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+        """lambda per value, broadcast to the value's shape: a percentile per channel (or layer),
+        and the mean activation above lambda per element (what clipping at lambda loses)."""
         stacks: dict[int, list[np.ndarray]] = {}
         wanted = [n.outputs[0] for n in graph.nodes if n.op in ("conv", "dense", "add")]
         for env in sample_activations(graph, self.calibration):
             for value in wanted:
                 stacks.setdefault(id(value), []).append(env[id(value)])
-        peaks = {}
+        peaks, excess = {}, {}
         for value in wanted:
-            peaks[id(value)] = self._peak(value, np.concatenate(stacks[id(value)]))
-        return peaks
+            samples = np.concatenate(stacks[id(value)])
+            peaks[id(value)] = self._peak(value, samples)
+            excess[id(value)] = np.maximum(samples - peaks[id(value)], 0).mean(axis=0)[None]
+        return peaks, excess
 
     def _peak(self, value: Value, samples: np.ndarray) -> np.ndarray:
         """P-th percentile per channel (axis 1; the last axis of a rank-2 value), kept > 0."""
@@ -150,31 +155,36 @@ class AnnToSnn(Pass):
         return np.full(value.type.shape, scale)
 
     # -- per node ---------------------------------------------------------------------------------
-    def _convert(self, graph, node: Node, scale_of, peaks) -> SpikingLayer:
+    def _convert(self, graph, node: Node, coding: _Coding) -> SpikingLayer:
         out = node.outputs[0]
         if node.op in ROUTING_OPS:
-            scale_of[id(out)] = _route_scales(node, scale_of)
+            coding.scale[id(out)] = _route(node, coding.scale)
+            coding.excess[id(out)] = _route(node, coding.excess)
             out.type = TensorType(out.type.shape, "bool")
             return SpikingLayer("routing")
         if node.op == "add":
-            return self._add(graph, node, scale_of, peaks)
+            return self._add(node, coding)
         if node.op == "pool":  # max pooling (average pooling became a conv)
-            lam_in = _per_channel(scale_of[id(node.inputs[0])])
+            lam_in = _per_channel(coding.scale[id(node.inputs[0])])
             shape = [1] * len(out.type.shape)
             shape[1] = -1
-            scale_of[id(out)] = np.broadcast_to(lam_in.reshape(shape), out.type.shape).copy()
+            coding.scale[id(out)] = np.broadcast_to(lam_in.reshape(shape), out.type.shape).copy()
+            coding.excess[id(out)] = np.zeros(out.type.shape)  # not corrected through a gate
             out.type = TensorType(out.type.shape, "bool")
             return SpikingLayer("max_pool")
-        return self._synapses(graph, node, scale_of, peaks)
+        return self._synapses(graph, node, coding)
 
-    def _synapses(self, graph, node: Node, scale_of, peaks) -> SpikingLayer:
+    def _synapses(self, graph, node: Node, coding: _Coding) -> SpikingLayer:
         """conv / dense: normalised int8 weights, integer thresholds and bias currents."""
         x, out = node.inputs[0], node.outputs[0]
         integrator = is_graph_output(graph, out)
-        lam_out = np.ones(_channels(out)) if integrator else _per_channel(peaks[id(out)])
-        lam_in = scale_of[id(x)]
+        lam_out = np.ones(_channels(out)) if integrator else _per_channel(coding.peaks[id(out)])
+        lam_in = coding.scale[id(x)]
         weight = _normalised_weight(node, lam_in, lam_out)
-        bias = _bias(node) / lam_out
+        bias = _bias(node)
+        if self.bias_correction and id(x) in coding.excess:
+            bias = bias + _clipping_loss(node, coding.excess[id(x)])
+        bias = bias / lam_out
         scales = _weight_scales(node.op, weight, per_layer=integrator)
         q_weight = np.clip(np.rint(weight / _along(node.op, weight, scales)), -127, 127)
         current = x.type.dtype == "int8"
@@ -197,24 +207,51 @@ class AnnToSnn(Pass):
             step = float(scales[0]) / 2.0**fraction_bits / self.timesteps
             out.type = TensorType(out.type.shape, "int32", QuantParams((step,), (0,)))
             return SpikingLayer("integrator", None, fraction_bits, _coding(current), zero, relu)
-        scale_of[id(out)] = peaks[id(out)]
+        coding.scale[id(out)] = coding.peaks[id(out)]
         out.type = TensorType(out.type.shape, "bool")
         return SpikingLayer("spiking", threshold, fraction_bits, _coding(current), zero)
 
-    def _add(self, graph, node: Node, scale_of, peaks) -> SpikingLayer:
+    def _add(self, node: Node, coding: _Coding) -> SpikingLayer:
         """Residual add: per channel synapse weights lambda_a / lambda_y and lambda_b / lambda_y."""
         out = node.outputs[0]
-        lam_out = _per_channel(peaks[id(out)])
-        weight = np.stack([_per_channel(scale_of[id(v)]) / lam_out for v in node.inputs])
+        lam_out = _per_channel(coding.peaks[id(out)])
+        weight = np.stack([_per_channel(coding.scale[id(v)]) / lam_out for v in node.inputs])
         scales = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0
         q_weight = np.clip(np.rint(weight / scales), -127, 127)
         fraction_bits = _fraction_bits(
             "add", q_weight, scales, np.zeros_like(scales), 1, self.timesteps
         )
         threshold = np.maximum(np.rint(2.0**fraction_bits / scales), 1).astype(np.int32)
-        scale_of[id(out)] = peaks[id(out)]
+        coding.scale[id(out)] = coding.peaks[id(out)]
         out.type = TensorType(out.type.shape, "bool")
         return SpikingLayer("spiking", threshold, fraction_bits, synapses=q_weight.astype(np.int8))
+
+
+@dataclass
+class _Coding:
+    """Per-value arrays of the conversion, keyed by id(value), each shaped like the value.
+
+    peaks: lambda from calibration (conv, dense and add results); scale: what one spike (or
+    input unit) of a value stands for; excess: the mean activation above lambda, which the rate
+    code clips away (`--snn-bias-correction` adds it back through the next layer's bias).
+    """
+
+    peaks: dict[int, np.ndarray]
+    excess: dict[int, np.ndarray]
+    scale: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def _clipping_loss(node: Node, excess: np.ndarray) -> np.ndarray:
+    """The mean current per output channel that clipping the input at lambda removes.
+
+    dense: excess @ w; conv: the conv of the excess map (linear part), averaged over positions.
+    """
+    weight = node.inputs[1].constant_data.astype(np.float64)
+    if node.op == "dense":
+        return excess.reshape(-1) @ weight
+    attrs = dict(attrs_of(node), activation="none", activation_params=())
+    (current,) = evaluate("conv", attrs, [excess.astype(np.float64), weight])
+    return current.reshape(current.shape[1], -1).mean(axis=1)
 
 
 def _coding(current: bool) -> str:
@@ -341,10 +378,11 @@ def _per_channel(scales: np.ndarray) -> np.ndarray:
     return flat[:, 0]
 
 
-def _route_scales(node: Node, scale_of) -> np.ndarray:
-    """The per-element lambda of a routing op's result: the op applied to its inputs' lambda."""
+def _route(node: Node, arrays: Mapping[int, np.ndarray]) -> np.ndarray:
+    """A per-element array (lambda, excess) of a routing op's result: the op applied to its
+    inputs' arrays."""
     attrs = attrs_of(node)
-    sources = [scale_of[id(v)] for v in node.inputs]
+    sources = [arrays[id(v)] for v in node.inputs]
     if node.op == "reshape":
         return sources[0].reshape(node.outputs[0].type.shape)
     if node.op == "transpose":

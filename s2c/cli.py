@@ -124,6 +124,12 @@ def compile_options(function):
             help="snn: one threshold per layer instead of one per channel.",
         ),
         click.option(
+            "--snn-bias-correction",
+            is_flag=True,
+            help="snn: add to each layer's bias the mean current that clipping its inputs at "
+            "their thresholds removes (from the calibration data).",
+        ),
+        click.option(
             "--snn-encoding",
             type=click.Choice(["current", "poisson"]),
             default="current",

@@ -72,6 +72,7 @@ class CompileOptions:
     snn_per_layer: bool = False  # snn: one threshold per layer instead of per channel
     snn_encoding: str = "current"  # snn: input as constant current or Poisson spikes
     snn_seed: int = 0  # snn: seed of the Poisson input's PRNG (stored in the image)
+    snn_bias_correction: bool = False  # snn: add back the current clipping at lambda removes
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -199,6 +200,7 @@ def _snn_pass(options: CompileOptions) -> AnnToSnn:
         percentile=options.snn_percentile,
         per_layer=options.snn_per_layer,
         encoding=options.snn_encoding,
+        bias_correction=options.snn_bias_correction,
         network=SpikingNetwork(),
     )
 

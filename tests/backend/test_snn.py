@@ -348,3 +348,29 @@ def test_spikes_cross_chips_with_the_same_result(tmp_path: Path, mlp_program: Pr
     np.testing.assert_array_equal(here["logits"], there["logits"])
     assert local.link_hops == 0 and travelled.link_hops > 0
     assert travelled.spikes == local.spikes
+
+
+def test_bias_correction_adds_back_the_current_clipping_removes(tmp_path: Path) -> None:
+    """Output bias = b + E[max(h - lambda, 0)] @ w2, decoded from the image's integers."""
+    rng = np.random.default_rng(10)
+    model = _dense_model(rng)
+    samples = np.abs(rng.standard_normal((64, 6))).astype(np.float32)
+    options = CompileOptions(
+        mode="snn",
+        calib=_calib(tmp_path, {"x": samples}),
+        timesteps=8,
+        snn_percentile=90.0,
+        snn_bias_correction=True,
+    )
+    program = _quiet_compile(model, options).program
+    _, params = _kernel_and_params(program, "spike_dense", fire=0)
+    # The integrator's membrane unit is s / 2^F = output scale * T (docs/numerics.md).
+    bias = params["bias"] * program.outputs[0].quant[0] * 8
+    w1, b1, w2, b2 = (numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer)
+    hidden = np.maximum(samples @ w1 + b1, 0)
+    lam = np.percentile(hidden, 90.0, axis=0)
+    lam = np.where(lam > 0, lam, hidden.max(axis=0))  # a channel silent at P: its maximum
+    expected = b2 + np.maximum(hidden - lam, 0).mean(axis=0) @ w2
+    assert np.abs(expected - b2).max() > 0.05  # the correction is not negligible here
+    # One integer bias step is s / 2^F; float32 percentiles move lambda by a few ulp.
+    np.testing.assert_allclose(bias, expected, atol=program.outputs[0].quant[0] * 8)

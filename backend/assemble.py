@@ -39,7 +39,10 @@ from backend.route import Flow, route_flows
 PAYLOAD_BYTES = 16  # 128-bit multicast payload (SPINNAKER2.md, packets)
 
 
-def values_per_packet(dtype: str) -> int:
+def values_per_packet(dtype: str, mode: str = "float") -> int:
+    """Values one packet carries; in snn mode a bool tensor is spikes: one key, no payload."""
+    if mode == "snn" and dtype == "bool":
+        return 1
     return PAYLOAD_BYTES // np.dtype(dtype).itemsize
 
 
@@ -54,13 +57,15 @@ class Sender:
     mask: int
 
 
-def _senders(partition: Partition) -> list[Sender]:
+def _senders(partition: Partition, mode: str = "float") -> list[Sender]:
     boxes: list[tuple[int | None, int, Box]] = []
     for _, tensor in partition.graph_inputs:
         boxes.append((None, tensor, Box.full(partition.tensors[tensor].shape)))
     for s in partition.slices:
         boxes.append((s.index, s.output, s.spec.out_box))
-    counts = [-(-box.size // values_per_packet(partition.tensors[t].dtype)) for _, t, box in boxes]
+    counts = [
+        -(-box.size // values_per_packet(partition.tensors[t].dtype, mode)) for _, t, box in boxes
+    ]
     keys = allocate_keys(counts)
     return [Sender(i, t, b, k, m) for (i, t, b), (k, m) in zip(boxes, keys)]
 
@@ -98,7 +103,9 @@ def _flows(partition: Partition, senders: list[Sender], sources, pe_of: list[PEC
     return flows
 
 
-def _kernel(s: Slice, partition: Partition, sender_of: Sender, sources, layout: PELayout):
+def _kernel(
+    s: Slice, partition: Partition, sender_of: Sender, sources, layout: PELayout, mode: str
+):
     tensors = partition.tensors
     spec = s.spec
     layout.allocate(
@@ -125,7 +132,7 @@ def _kernel(s: Slice, partition: Partition, sender_of: Sender, sources, layout: 
         out_address,
         sender_of.key,
         sender_of.mask,
-        values_per_packet(out_dtype),
+        values_per_packet(out_dtype, mode),
     )
     params, blocks = [], []
     for role, array in spec.params:
@@ -154,7 +161,7 @@ def assemble(
     metadata: dict[str, str],
 ) -> Program:
     """Build the whole `Program` from a partition and a placement (one PECoord per slice)."""
-    senders = _senders(partition)
+    senders = _senders(partition, mode)
     sources = _sources_by_port(partition, senders)
     routing = route_flows(_flows(partition, senders, sources, pe_of), machine)
     sender_by_slice = {s.slice_index: s for s in senders if s.slice_index is not None}
@@ -167,7 +174,7 @@ def assemble(
         if pe not in pes:
             pes[pe] = PEImage(pe, [], [])
             layouts[pe] = PELayout(base, limit)
-        kernel, blocks = _kernel(s, partition, sender_by_slice[s.index], sources, layouts[pe])
+        kernel, blocks = _kernel(s, partition, sender_by_slice[s.index], sources, layouts[pe], mode)
         pes[pe].kernels.append(kernel)
         pes[pe].blocks.extend(blocks)
     for pe, layout in layouts.items():
@@ -179,13 +186,13 @@ def assemble(
         host_chip=machine.host_chip,
         pes=sorted(pes.values(), key=lambda p: (p.pe.chip, p.pe.core)),
         chips=chips,
-        inputs=_io_inputs(partition, senders),
-        outputs=_io_outputs(partition, senders),
+        inputs=_io_inputs(partition, senders, mode),
+        outputs=_io_outputs(partition, senders, mode),
         metadata=dict(metadata),
     )
 
 
-def _io_inputs(partition: Partition, senders: list[Sender]) -> list[IOTensor]:
+def _io_inputs(partition: Partition, senders: list[Sender], mode: str) -> list[IOTensor]:
     result = []
     for name, tensor in partition.graph_inputs:
         info = partition.tensors[tensor]
@@ -198,14 +205,14 @@ def _io_inputs(partition: Partition, senders: list[Sender]) -> list[IOTensor]:
                 info.dtype,
                 tuple(s.box for s in mine),
                 tuple((s.key, s.mask) for s in mine),
-                values_per_packet(info.dtype),
+                values_per_packet(info.dtype, mode),
                 info.quant,
             )
         )
     return result
 
 
-def _io_outputs(partition: Partition, senders: list[Sender]) -> list[IOTensor]:
+def _io_outputs(partition: Partition, senders: list[Sender], mode: str) -> list[IOTensor]:
     result = []
     for name, tensor in partition.graph_outputs:
         info = partition.tensors[tensor]
@@ -218,7 +225,7 @@ def _io_outputs(partition: Partition, senders: list[Sender]) -> list[IOTensor]:
                 info.dtype,
                 tuple(s.box for s in mine),
                 tuple((s.key, s.mask) for s in mine),
-                values_per_packet(info.dtype),
+                values_per_packet(info.dtype, mode),
                 info.quant,
             )
         )

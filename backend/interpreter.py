@@ -31,6 +31,7 @@ from backend.kernels import PreparedKernel
 from backend.program import Box, Kernel, PECoord, Program, TensorRef
 from backend.route import TableIndex, simulate_delivery
 from backend.schedule import firing_schedule
+from backend.snn_interpreter import SpikeStats, SpikingRun, prepare_spiking
 from backend.stats import mac_count
 from ir.errors import InputError
 from ir.quant import dequantise, quantise
@@ -136,6 +137,7 @@ class Interpreter:
         self.fills = [[_fill_plan(port) for port in k.inputs] for _, k in self.kernels]
         self._check_ports()
         self.schedule = firing_schedule([k for _, k in self.kernels], self.params)
+        self.spiking = prepare_spiking(self) if program.mode == "snn" else []
         self.per_inference = self._static_counts()
         self.output_plans = [
             [(key, box.relative_to(Box.full(io.shape))) for box, (key, _) in zip(io.boxes, io.keys)]
@@ -201,14 +203,29 @@ class Interpreter:
                     )
 
     # -- running ------------------------------------------------------------------------------
-    def run(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], RunStats]:
+    def run(
+        self, inputs: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], RunStats | SpikeStats]:
         """Run on inputs shaped (samples, *input shape); outputs shaped (samples, *shape).
 
-        BLAS runs single-threaded: kernels are small matrix products, for which a pool of
-        spinning BLAS threads costs far more than it gives (and collapses on a loaded machine).
+        An snn image runs its T timesteps (`run_spiking`). BLAS runs single-threaded: kernels
+        are small matrix products, for which a pool of spinning BLAS threads costs far more
+        than it gives (and collapses on a loaded machine).
         """
+        if self.program.mode == "snn":
+            return self.run_spiking(inputs)
         with threadpool_limits(limits=1, user_api="blas"):
             return self._run(inputs)
+
+    def run_spiking(
+        self, inputs: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], SpikeStats]:
+        """Run an snn image for its T timesteps (`backend.snn_interpreter`)."""
+        samples = next(iter(inputs.values())).shape[0] if inputs else 1
+        run = SpikingRun(self, samples)
+        with threadpool_limits(limits=1, user_api="blas"):
+            outputs = run.run(inputs)
+        return outputs, run.stats
 
     def _run(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], RunStats]:
         payloads: dict[int, np.ndarray] = {}
@@ -230,19 +247,26 @@ class Interpreter:
         }
         return outputs, self.per_inference.scaled(samples)
 
+    def buffers(
+        self, members: tuple[int, ...], payloads: dict[int, np.ndarray], samples: int
+    ) -> list[np.ndarray]:
+        """The input buffers of identical kernels, stacked along the samples axis."""
+        first = members[0]
+        if len(members) == 1:
+            return [_fill(plan, payloads, samples) for plan in self.fills[first]]
+        buffers = []
+        for port, plan in enumerate(self.fills[first]):
+            stacked = np.empty((len(members) * samples, *plan.shape), dtype=plan.dtype)
+            for position, member in enumerate(members):
+                target = stacked[position * samples : (position + 1) * samples]
+                _fill_into(self.fills[member][port], payloads, target)
+            buffers.append(stacked)
+        return buffers
+
     def _fire(self, members: tuple[int, ...], payloads: dict[int, np.ndarray], samples: int):
         """Fire identical kernels at once: their buffers stacked along the samples axis."""
         first = members[0]
-        if len(members) == 1:
-            buffers = [_fill(plan, payloads, samples) for plan in self.fills[first]]
-        else:
-            buffers = []
-            for port, plan in enumerate(self.fills[first]):
-                stacked = np.empty((len(members) * samples, *plan.shape), dtype=plan.dtype)
-                for position, member in enumerate(members):
-                    target = stacked[position * samples : (position + 1) * samples]
-                    _fill_into(self.fills[member][port], payloads, target)
-                buffers.append(stacked)
+        buffers = self.buffers(members, payloads, samples)
         result = self.prepared[first](buffers, self.params[first])
         dtype = self.kernels[first][1].output.dtype
         for position, member in enumerate(members):

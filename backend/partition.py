@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +24,7 @@ from backend.program import Box
 from backend.slicing import Layer, SliceSpec, partial_sum_slice, slice_layer, split_axes
 from ir.errors import ResourceError, UnsupportedError
 from ir.graph import Graph, Value
+from passes.ann_to_snn import SpikingLayer
 
 ALIGNMENT = 16
 DESCRIPTOR_BYTES = 96
@@ -368,6 +369,11 @@ class _Builder:
         operand_tensors = [-1 if v.is_constant else self.tensor(v) for v in node.inputs]
         partitioner = LayerPartitioner(layer, self.budget)
         plan = partitioner.best_plan()
+        if plan.parts > 1 and layer.spiking is not None:
+            raise UnsupportedError(
+                f"'{node.name}' ({node.op}): needs partial sums over input channels to fit a "
+                "PE; a spiking layer must hold all its synapses of an output on one PE"
+            )
         for box in partitioner.boxes(plan.counts):
             if plan.parts == 1:
                 spec = slice_layer(layer, box)
@@ -400,14 +406,19 @@ class _Builder:
         self.add_slice(layer, layer_index, spec, output, part_tensors)
 
 
-def partition(graph: Graph, budget: int) -> Partition:
-    """Cut every node of a canonical graph into slices of at most `budget` SRAM bytes each."""
+def partition(
+    graph: Graph, budget: int, spiking: Mapping[str, SpikingLayer] | None = None
+) -> Partition:
+    """Cut every node of a canonical graph into slices of at most `budget` SRAM bytes each.
+
+    `spiking` (snn mode) says how each node runs as neurons (`passes.ann_to_snn`).
+    """
     builder = _Builder(graph, budget)
     for value in graph.inputs:
         builder.result.graph_inputs.append((value.name, builder.tensor(value)))
     for index, node in enumerate(graph.nodes):
         builder.result.layer_names.append(node.name)
-        builder.add_layer(Layer.of(node), index)
+        builder.add_layer(Layer.of(node, (spiking or {}).get(node.name)), index)
     for value in graph.outputs:
         if value.is_constant:
             raise UnsupportedError(f"graph output '{value.name}' is a constant")

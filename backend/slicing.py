@@ -26,6 +26,7 @@ import numpy as np
 from backend.program import Box
 from ir.graph import Node
 from ir.registry import get_op
+from passes.ann_to_snn import SpikingLayer
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,11 @@ class Layer:
 
     node: Node
     attrs: dict[str, Any]
+    spiking: SpikingLayer | None = None  # snn mode: how the node runs as neurons
 
     @staticmethod
-    def of(node: Node) -> Layer:
-        return Layer(node, get_op(node.op).with_defaults(node.attrs))
+    def of(node: Node, spiking: SpikingLayer | None = None) -> Layer:
+        return Layer(node, get_op(node.op).with_defaults(node.attrs), spiking)
 
     @property
     def op(self) -> str:
@@ -135,6 +137,10 @@ def slice_layer(
         from backend.quant_slicing import add_int8
 
         spec = add_int8(layer, spec, partial=in_channels is not None)
+    if layer.spiking is not None:
+        from backend.snn_slicing import add_snn
+
+        spec = add_snn(layer, spec, layer.spiking, partial=in_channels is not None)
     return spec
 
 

@@ -12,7 +12,7 @@ value) from which the percentile and MSE observers pick a clipping range:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,22 +53,33 @@ def calibrate(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[int, Value
     `inputs[name]` has a leading sample axis; each sample has the graph input's shape.
     """
     inputs = _stacked(graph, inputs)
-    count = _sample_count(graph, inputs)
-    budget = max(RESERVOIR // count, 1)
+    budget = max(RESERVOIR // _sample_count(graph, inputs), 1)
     stats: dict[int, ValueStats] = {}
-    for index in range(count):
+    for env in sample_activations(graph, inputs):
+        for value in graph.inputs:
+            stats.setdefault(id(value), ValueStats()).add(env[id(value)], budget)
+        for node in graph.nodes:
+            for value in node.outputs:
+                if value.type.dtype.startswith("float"):
+                    stats.setdefault(id(value), ValueStats()).add(env[id(value)], budget)
+    return stats
+
+
+def sample_activations(
+    graph: Graph, inputs: Mapping[str, np.ndarray]
+) -> Iterator[dict[int, np.ndarray]]:
+    """Every value of the float graph (keyed by id(value)), one calibration sample at a time."""
+    inputs = _stacked(graph, inputs)
+    for index in range(_sample_count(graph, inputs)):
         env: dict[int, np.ndarray] = {}
         for value in graph.inputs:
             env[id(value)] = inputs[value.name][index].astype(value.type.dtype)
-            stats.setdefault(id(value), ValueStats()).add(env[id(value)], budget)
         for node in graph.nodes:
             operands = [v.constant_data if v.is_constant else env[id(v)] for v in node.inputs]
             results = evaluate(node.op, get_op(node.op).with_defaults(node.attrs), operands)
             for value, result in zip(node.outputs, results):
                 env[id(value)] = result
-                if value.type.dtype.startswith("float"):
-                    stats.setdefault(id(value), ValueStats()).add(result, budget)
-    return stats
+        yield env
 
 
 def _stacked(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from passes.ann_to_snn import AnnToSnn
 from passes.base import Pass
 from passes.constant_fold import ConstantFold
 from passes.dead_code import DeadCode
@@ -30,4 +31,4 @@ def canonicalisation(mode: str = "float") -> list[Pass]:
 
 def pass_names() -> list[str]:
     """Every pass name a user can give to --print-after."""
-    return sorted({p.name for p in canonicalisation()} | {Quantise.name})
+    return sorted({p.name for p in canonicalisation()} | {Quantise.name, AnnToSnn.name})

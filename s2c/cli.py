@@ -95,18 +95,61 @@ def compile_options(function):
     options = [
         click.option(
             "--mode",
-            type=click.Choice(["float", "int8"]),
+            type=click.Choice(["float", "int8", "snn"]),
             default="float",
             show_default=True,
             help="Numerics: float runs fp32 kernels on the ARM cores; int8 quantises weights "
-            "and activations and runs conv/dense on the MAC arrays (docs/numerics.md).",
+            "and activations and runs conv/dense on the MAC arrays; snn converts a ReLU "
+            "network to integrate-and-fire neurons run for --timesteps steps (docs/snn.md).",
+        ),
+        click.option(
+            "--timesteps",
+            type=int,
+            default=32,
+            show_default=True,
+            metavar="T",
+            help="snn: timesteps per inference (1..4096).",
+        ),
+        click.option(
+            "--snn-percentile",
+            type=float,
+            default=99.9,
+            show_default=True,
+            help="snn: a neuron's threshold is this percentile of its channel's calibration "
+            "activations.",
+        ),
+        click.option(
+            "--snn-per-layer",
+            is_flag=True,
+            help="snn: one threshold per layer instead of one per channel.",
+        ),
+        click.option(
+            "--snn-bias-correction",
+            is_flag=True,
+            help="snn: add to each layer's bias the mean current that clipping its inputs at "
+            "their thresholds removes (from the calibration data).",
+        ),
+        click.option(
+            "--snn-encoding",
+            type=click.Choice(["current", "poisson"]),
+            default="current",
+            show_default=True,
+            help="snn: the input as a constant current into the first layer, or as Poisson "
+            "spikes from a seeded PCG64 generator (non-negative inputs only).",
+        ),
+        click.option(
+            "--snn-seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="snn: seed of the Poisson input generator, stored in the image.",
         ),
         click.option(
             "--calib",
             type=click.Path(dir_okay=False),
             default=None,
-            help="int8: .npz of calibration inputs keyed by input name, samples along axis 0 "
-            "(default: seeded random inputs, with a warning).",
+            help="int8, snn: .npz of calibration inputs keyed by input name, samples along "
+            "axis 0 (int8 default: seeded random inputs, with a warning; snn: required).",
         ),
         click.option(
             "--calib-method",
@@ -306,12 +349,7 @@ def run_command(image, inputs_path, output, stats, stats_json):
             click.echo(f"  {_preview(array)}")
     if stats:
         counts = run_stats.as_dict()
-        click.echo(
-            " ".join(
-                f"{k}={counts[k]}"
-                for k in ("samples", "kernels_fired", "packets", "link_hops", "macs")
-            )
-        )
+        click.echo(" ".join(f"{k}={v}" for k, v in counts.items() if not isinstance(v, dict)))
     if stats_json is not None:
         _will_write(stats_json)
         atomic_write_bytes(stats_json, json.dumps(run_stats.as_dict(), indent=2).encode())
@@ -358,6 +396,8 @@ def validate_command(ctx, model, inputs_path, rtol, atol, as_json, **options):
     arrays = read_npz(inputs_path) if inputs_path is not None else None
     if options["mode"] == "int8":
         ctx.exit(_validate_int8(model, arrays, options, as_json))
+    if options["mode"] == "snn":
+        ctx.exit(_validate_snn(model, arrays, options, as_json))
     rtol = DEFAULT_RTOL if rtol is None else rtol
     atol = DEFAULT_ATOL if atol is None else atol
     results = validate(model, _options(options), arrays, rtol, atol)
@@ -410,6 +450,25 @@ def _validate_int8(model, arrays, options, as_json) -> int:
         f"none beyond {QDQ_MAX_STEPS} LSB)"
     )
     return 0 if report.ok else 1
+
+
+def _validate_snn(model, arrays, options, as_json) -> int:
+    """Top-1 agreement of the spiking network with the fp32 model; 0 when it meets the bar."""
+    from s2c.validate import SNN_MIN_AGREEMENT, validate_snn
+
+    results = validate_snn(model, _options(options), arrays)
+    ok = all(r.ok for r in results)
+    if as_json:
+        click.echo(json.dumps({"ok": ok, "outputs": [r.as_dict() for r in results]}, indent=2))
+        return 0 if ok else 1
+    for r in results:
+        click.echo(
+            f"{r.name}: top-1 agrees with the fp32 model on {r.agreeing} of {r.samples} "
+            f"samples ({100 * r.agreement:.2f} %), max abs error {r.max_abs_error:.3g}"
+        )
+    verdict = "PASS" if ok else "FAIL"
+    click.echo(f"{verdict} (snn: top-1 agreement >= {100 * SNN_MIN_AGREEMENT:g} %)")
+    return 0 if ok else 1
 
 
 @main.command("inspect")

@@ -34,6 +34,7 @@ from backend.topology import BOARD_CHIPS
 from ir.errors import InputError, ResourceError, UnsupportedError
 from ir.graph import Graph
 from ir.printer import print_graph
+from passes.ann_to_snn import ENCODINGS, AnnToSnn, SpikingNetwork
 from passes.base import PassManager
 from passes.calibration import METHODS, synthetic_inputs
 from passes.fold_qdq import Calibration
@@ -44,7 +45,8 @@ from s2c.capacity import check_io_fits, check_results_fit
 from s2c.files import read_npz
 from s2c.frontend import load_onnx
 
-MODES = ("float", "int8")
+MODES = ("float", "int8", "snn")
+MAX_TIMESTEPS = 4096  # more steps than this is a mistake, not a rate code (docs/snn.md)
 CALIBRATION_SAMPLES = 8  # seeded synthetic samples when no --calib is given
 QUANTISED_IN_FLOAT_MODE = "model is quantised; compile it with --mode int8"
 
@@ -65,6 +67,12 @@ class CompileOptions:
     placer: str = "cpsat"  # cpsat | greedy (backend.place_cpsat)
     place_time: float = DEFAULT_TIME_LIMIT  # deterministic seconds for the cpsat placer
     chip_weight: float = 0.0  # packets x hops one more chip is worth to the cpsat placer
+    timesteps: int = 32  # snn: timesteps per inference
+    snn_percentile: float = 99.9  # snn: threshold = this percentile of a channel's activations
+    snn_per_layer: bool = False  # snn: one threshold per layer instead of per channel
+    snn_encoding: str = "current"  # snn: input as constant current or Poisson spikes
+    snn_seed: int = 0  # snn: seed of the Poisson input's PRNG (stored in the image)
+    snn_bias_correction: bool = False  # snn: add back the current clipping at lambda removes
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -82,10 +90,28 @@ class CompileOptions:
             )
         if not 50.0 < self.percentile <= 100.0:
             raise InputError(f"--percentile must be in (50, 100], got {self.percentile}")
+        self._check_snn()
         unknown = [p for p in self.print_after if p not in pass_names() and p != "all"]
         if unknown:
             raise InputError(
                 f"--print-after {unknown[0]!r} names no pass; passes: {', '.join(pass_names())}"
+            )
+
+    def _check_snn(self) -> None:
+        if not 1 <= self.timesteps <= MAX_TIMESTEPS:
+            raise InputError(f"--timesteps must be in 1..{MAX_TIMESTEPS}, got {self.timesteps}")
+        if not 50.0 < self.snn_percentile <= 100.0:
+            raise InputError(f"--snn-percentile must be in (50, 100], got {self.snn_percentile}")
+        if self.snn_encoding not in ENCODINGS:
+            raise InputError(
+                f"--snn-encoding {self.snn_encoding!r}: choose from {', '.join(ENCODINGS)}"
+            )
+        if not 0 <= self.snn_seed < 2**63:
+            raise InputError(f"--snn-seed must be in 0..2^63-1, got {self.snn_seed}")
+        if self.mode == "snn" and self.calib is None:
+            raise InputError(
+                "--mode snn needs --calib CALIB.npz: neuron thresholds come from percentiles of "
+                "real activations, and random inputs give thresholds that do not fit the data"
             )
 
     def placement_options(self) -> CpsatOptions:
@@ -166,6 +192,28 @@ def _quantise_pass(graph: Graph, options: CompileOptions, warn) -> Quantise:
     )
 
 
+def _snn_pass(options: CompileOptions) -> AnnToSnn:
+    assert options.calib is not None  # CompileOptions.check
+    return AnnToSnn(
+        calibration=read_npz(options.calib),
+        timesteps=options.timesteps,
+        percentile=options.snn_percentile,
+        per_layer=options.snn_per_layer,
+        encoding=options.snn_encoding,
+        bias_correction=options.snn_bias_correction,
+        network=SpikingNetwork(),
+    )
+
+
+def snn_metadata(options: CompileOptions) -> dict[str, str]:
+    """How the image runs as a spiking network (read back by `backend.spiking`)."""
+    return {
+        "snn_timesteps": str(options.timesteps),
+        "snn_encoding": options.snn_encoding,
+        "snn_seed": str(options.snn_seed),
+    }
+
+
 def compile_model(
     source: str | Path | onnx.ModelProto,
     options: CompileOptions = CompileOptions(),
@@ -198,9 +246,14 @@ def compile_model(
     prequantised = any(value.type.quant is not None for value in graph.values())
     if prequantised and options.mode == "float":
         raise UnsupportedError(QUANTISED_IN_FLOAT_MODE)
+    if prequantised and options.mode == "snn":
+        raise UnsupportedError("model is quantised; --mode snn converts float ReLU networks")
     passes = canonicalisation(options.mode)
     if options.mode == "int8" and not prequantised:
         passes.append(_quantise_pass(graph, options, warn))
+    spiking = _snn_pass(options) if options.mode == "snn" else None
+    if spiking is not None:
+        passes.append(spiking)
     manager = PassManager(passes, print_after=frozenset(options.print_after), emit=emit)
     manager.run(graph)
     if options.dump_ir:
@@ -211,7 +264,7 @@ def compile_model(
     budget = (
         machine.chip_spec.data_bytes if machine else machine_from_name("chip").chip_spec.data_bytes
     )
-    parts = partition(graph, budget)
+    parts = partition(graph, budget, spiking.network.layers if spiking else None)
     lap("partition")
     if machine is None:
         machine = auto_machine(parts)
@@ -232,6 +285,8 @@ def compile_model(
         "graph": graph.name,
         "batch": str(options.batch),
     }
+    if options.mode == "snn":
+        metadata.update(snn_metadata(options))
     program = assemble(parts, placement, machine, options.mode, metadata)
     outcome.report.figures["router_entries_max"] = max(
         (len(chip.router) for chip in program.chips), default=0

@@ -75,8 +75,15 @@ def _io(io) -> dict:
 
 def format_summary(summary: dict) -> str:
     """The summary as aligned text lines."""
+    metadata = summary.get("metadata", {})
+    mode = summary["mode"]
+    if mode == "snn":
+        mode += (
+            f" (T = {metadata.get('snn_timesteps', '?')}, "
+            f"{metadata.get('snn_encoding', '?')} input, seed {metadata.get('snn_seed', '?')})"
+        )
     lines = [
-        f"mode              {summary['mode']}",
+        f"mode              {mode}",
         f"machine           {summary['machine']} ({summary['machine_chips']} chips, "
         f"{summary['machine_pes']} PEs)",
         f"used              {summary['chips_used']} chips, {summary['pes_used']} PEs, "

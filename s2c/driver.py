@@ -171,9 +171,14 @@ def compile_model(
     options: CompileOptions = CompileOptions(),
     emit: Callable[[str], None] = print,
     warn: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> CompileResult:
-    """Compile an ONNX model (path or proto) into a placed, routed program."""
+    """Compile an ONNX model (path or proto) into a placed, routed program.
+
+    `progress` hears a short status before each long step (a terminal shows it, `s2c.progress`).
+    """
     options.check()
+    status = progress or (lambda text: None)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -193,6 +198,7 @@ def compile_model(
         return _calibration_samples(float_graph, options, warn)
 
     calibration = Calibration(samples, options.calib_method, options.percentile)
+    status("reading the model")
     graph = load_onnx(source, batch=options.batch, calibration=calibration)
     lap("frontend")
     prequantised = any(value.type.quant is not None for value in graph.values())
@@ -201,6 +207,7 @@ def compile_model(
     passes = canonicalisation(options.mode)
     if options.mode == "int8" and not prequantised:
         passes.append(_quantise_pass(graph, options, warn))
+    status("calibrating and quantising" if options.mode == "int8" else "running the passes")
     manager = PassManager(passes, print_after=frozenset(options.print_after), emit=emit)
     manager.run(graph)
     if options.dump_ir:
@@ -211,11 +218,13 @@ def compile_model(
     budget = (
         machine.chip_spec.data_bytes if machine else machine_from_name("chip").chip_spec.data_bytes
     )
+    status("partitioning")
     parts = partition(graph, budget)
     lap("partition")
     if machine is None:
         machine = auto_machine(parts)
     place = place_cpsat if options.placer == "cpsat" else greedy_outcome
+    status(f"placing {len(parts.slices)} slices ({options.placer})")
     outcome = place(
         [s.sram_bytes for s in parts.slices],
         [s.layer_index for s in parts.slices],
@@ -232,6 +241,7 @@ def compile_model(
         "graph": graph.name,
         "batch": str(options.batch),
     }
+    status("routing and laying out memory")
     program = assemble(parts, placement, machine, options.mode, metadata)
     outcome.report.figures["router_entries_max"] = max(
         (len(chip.router) for chip in program.chips), default=0

@@ -41,8 +41,22 @@ def seeded_inputs(io_inputs: list[IOTensor], seed: int = 0) -> dict[str, np.ndar
 
 def run_onnxruntime(model: onnx.ModelProto | str | Path, inputs: dict[str, np.ndarray]):
     """onnxruntime's outputs (CPU, graph optimisations off, so the graph runs as written)."""
+    session = onnxruntime_session(model)
+    names = [o.name for o in session.get_outputs()]
+    feed = {i.name: inputs[i.name] for i in session.get_inputs() if i.name in inputs}
+    return dict(zip(names, session.run(names, feed)))
+
+
+def onnxruntime_session(
+    model: onnx.ModelProto | str | Path, optimise: bool = False
+) -> onnxruntime.InferenceSession:
+    """A CPU session, one thread; graph optimisations off unless `optimise` (for timing).
+
+    InputError when onnxruntime cannot load the model.
+    """
     options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if not optimise:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = 1
     payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     try:
@@ -51,9 +65,7 @@ def run_onnxruntime(model: onnx.ModelProto | str | Path, inputs: dict[str, np.nd
         raise InputError(
             f"onnxruntime cannot load the model: {str(error).splitlines()[0]}"
         ) from None
-    names = [o.name for o in session.get_outputs()]
-    feed = {i.name: inputs[i.name] for i in session.get_inputs() if i.name in inputs}
-    return dict(zip(names, session.run(names, feed)))
+    return session
 
 
 @dataclass

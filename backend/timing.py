@@ -1,0 +1,121 @@
+"""Latency (critical path through the placed graph) and pipelined period of one inference.
+
+List scheduling in firing order: a slice starts when its PE has finished the slices before it
+and every sender's packets have arrived; it is busy for its own time (`busy`). A sender's
+packets reach another chip after (hops + packets) packet times on the links (store and forward
+over each hop, the stream over the first link), or another PE of the same chip after the
+on-chip network's hops between their QPEs. The host sends the graph inputs at time 0 and the
+inference ends when the last output packet reaches the host chip. Pipelined, each PE works on
+a later inference while the next PEs finish this one, so the period is the busiest PE's total.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.hardware import Machine
+from backend.program import Kernel, PECoord, Program
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Where a key's packets come from: PE (None for the host), packets and bits per packet."""
+
+    pe: PECoord | None
+    packets: int
+    packet_bits: int
+
+
+@dataclass(frozen=True)
+class Timing:
+    latency_seconds: float
+    period_seconds: float
+    finish_seconds: tuple[float, ...]  # per slice, in firing order
+
+
+def packet_bits(values_per_packet: int, dtype: str, key_bits: int) -> int:
+    """Key plus payload: the values a packet carries at their size."""
+    return key_bits + 8 * values_per_packet * np.dtype(dtype).itemsize
+
+
+def senders(program: Program, kernels: Sequence[tuple[PECoord, Kernel]], key_bits: int):
+    """Every sender by key: the host's graph-input boxes and every kernel's output."""
+    found: dict[int, Sender] = {}
+    for io in program.inputs:
+        bits = packet_bits(io.values_per_packet, io.dtype, key_bits)
+        for box, (key, _) in zip(io.boxes, io.keys):
+            found[key] = Sender(None, -(-box.size // io.values_per_packet), bits)
+    for pe, kernel in kernels:
+        port = kernel.output
+        bits = packet_bits(port.values_per_packet, port.dtype, key_bits)
+        found[port.key] = Sender(pe, port.packet_count, bits)
+    return found
+
+
+class _Transfer:
+    """Seconds from a sender's finish to its packets' arrival at a PE (or the host chip)."""
+
+    def __init__(self, machine: Machine, clock_hz: float) -> None:
+        self.machine = machine
+        self.spec = machine.chip_spec
+        self.clock_hz = clock_hz
+
+    def seconds(self, sender: Sender, chip: tuple[int, int], core: int | None) -> float:
+        origin = self.machine.host_chip if sender.pe is None else sender.pe.chip
+        if origin != chip:
+            hops = self.machine.hop_distance(origin, chip)
+            rate = self.spec.board_link_bits_per_second
+            if self.machine.board_of(origin) != self.machine.board_of(chip):
+                rate = self.spec.inter_board_link_bits_per_second
+            return (hops + sender.packets) * sender.packet_bits / rate
+        if sender.pe is None or core is None:
+            return 0.0
+        noc_hops = self.spec.noc_hops(sender.pe.core, core)
+        return noc_hops * self.spec.noc_cycles_per_hop / self.clock_hz
+
+
+def critical_path(
+    program: Program,
+    machine: Machine,
+    kernels: Sequence[tuple[PECoord, Kernel]],
+    busy: Sequence[float],
+    clock_hz: float,
+) -> Timing:
+    """Latency and period of one inference; `busy[i]` is slice i's time, kernels in firing order."""
+    by_key = senders(program, kernels, machine.chip_spec.packet_key_bits)
+    transfer = _Transfer(machine, clock_hz)
+    finish_by_key: dict[int, float] = {key: 0.0 for key, s in by_key.items() if s.pe is None}
+    pe_free: dict[PECoord, float] = {}
+    finishes = []
+    for (pe, kernel), seconds in zip(kernels, busy):
+        ready = pe_free.get(pe, 0.0)
+        for port in kernel.inputs:
+            for source in port.sources:
+                sender = by_key.get(source.key)
+                if sender is None:
+                    continue
+                arrival = finish_by_key.get(source.key, 0.0)
+                arrival += transfer.seconds(sender, pe.chip, pe.core)
+                ready = max(ready, arrival)
+        finish = ready + seconds
+        pe_free[pe] = finish
+        finish_by_key[kernel.output.key] = finish
+        finishes.append(finish)
+    latency = max(finishes, default=0.0)
+    for io in program.outputs:
+        for key, _ in io.keys:
+            if key in by_key:
+                arrival = transfer.seconds(by_key[key], machine.host_chip, None)
+                latency = max(latency, finish_by_key.get(key, 0.0) + arrival)
+    return Timing(latency, _period(kernels, busy), tuple(finishes))
+
+
+def _period(kernels: Sequence[tuple[PECoord, Kernel]], busy: Sequence[float]) -> float:
+    """The busiest PE's busy time per inference."""
+    per_pe: dict[PECoord, float] = {}
+    for (pe, _), seconds in zip(kernels, busy):
+        per_pe[pe] = per_pe.get(pe, 0.0) + seconds
+    return max(per_pe.values(), default=0.0)

@@ -26,8 +26,8 @@ busiest PE's busy time; throughput is its inverse.
 
 Energy at each performance level: MAC-array ops x the dynamic energy per op (chip power at full
 MAC load, `measured_tops / tops_per_watt`, less the idle baseline, spread over the measured ops),
-plus ARM cycles x the dynamic energy per PE cycle (the chip's power range above idle spread over
-all PEs at the top clock, scaled by voltage squared), plus the idle baseline of every chip in use
+plus ARM cycles x the dynamic energy per ARM cycle (`arm_joules_per_cycle` at the top level,
+scaled by voltage squared), plus the idle baseline of every chip in use
 for the time of one inference (latency) or of one period (pipelined).
 
 Spiking images (hook): `LayerActivity` per layer gives spikes and synaptic events per timestep,
@@ -45,7 +45,7 @@ from backend.hardware import ChipSpec, Machine
 from backend.program import Kernel, PECoord, Program
 from backend.route import TableIndex, simulate_delivery
 from backend.stats import mac_count
-from backend.timing import critical_path
+from backend.timing import Routes, critical_path
 
 # Functions that run on the exp/log accelerator, one call per value.
 EXPONENTIAL = frozenset(
@@ -306,17 +306,14 @@ def mac_joules_per_op(spec: ChipSpec, level: int) -> float:
 
 
 def arm_joules_per_cycle(spec: ChipSpec, level: int) -> float:
-    """Dynamic energy of one PE cycle at `level`.
+    """Dynamic energy of one PE cycle of ARM work at `level`.
 
-    (chip_power_max - idle) / (PEs x top clock) at the top level, times (V / V_top)^2: dynamic
-    energy per cycle goes with the square of the voltage. An upper figure: the chip's maximum
-    power includes the MAC arrays.
+    `arm_joules_per_cycle` holds it at the top level; dynamic energy per cycle goes with the
+    square of the voltage, so a lower level costs (V / V_top)^2 of it.
     """
     top = spec.clock_levels_hz.index(_top_clock(spec))
-    per_cycle = (spec.chip_power_max_watts - spec.idle_power_watts) / (
-        spec.pe_count * spec.clock_levels_hz[top]
-    )
-    return per_cycle * (spec.level_voltages[level] / spec.level_voltages[top]) ** 2
+    scale = (spec.level_voltages[level] / spec.level_voltages[top]) ** 2
+    return spec.arm_joules_per_cycle * scale
 
 
 def cycles_per_synaptic_event(spec: ChipSpec) -> float:
@@ -328,12 +325,10 @@ def _top_clock(spec: ChipSpec) -> int:
     return max(spec.clock_levels_hz)
 
 
-def slice_joules(cost: SliceCost, spec: ChipSpec, level: int) -> float:
-    """Dynamic energy of one firing: MAC-array ops plus ARM cycles."""
+def slice_joules(cost: SliceCost, per_op: float, per_cycle: float) -> float:
+    """Dynamic energy of one firing: MAC-array ops x `per_op` plus ARM cycles x `per_cycle`."""
     mac_ops = 2 * cost.macs if cost.mac_array_cycles > 0 else 0
-    return mac_ops * mac_joules_per_op(spec, level) + cost.arm_cycles * arm_joules_per_cycle(
-        spec, level
-    )
+    return mac_ops * per_op + cost.arm_cycles * per_cycle
 
 
 # -- per inference ------------------------------------------------------------------------------
@@ -354,11 +349,13 @@ def estimate(program: Program, activity: Mapping[str, LayerActivity] | None = No
     _add_activity(costs, activity or {}, spec)
     layers = _layers(costs, activity or {})
     chips = len({pe.chip for pe, _ in kernels})
+    routes = Routes(program, machine, kernels)
     levels = []
     for level, clock in enumerate(spec.clock_levels_hz):
         busy = [cost.busy_seconds(clock) for cost in costs]
-        timing = critical_path(program, machine, kernels, busy, clock)
-        joules = [slice_joules(cost, spec, level) for cost in costs]
+        timing = critical_path(routes, kernels, busy, clock)
+        per_op, per_cycle = mac_joules_per_op(spec, level), arm_joules_per_cycle(spec, level)
+        joules = [slice_joules(cost, per_op, per_cycle) for cost in costs]
         _fill_layers(layers, costs, busy, joules)
         dynamic = sum(joules)
         idle_watts = chips * spec.idle_power_watts

@@ -114,6 +114,10 @@ class ChipSpec:
     arm_cycles_per_fp32_mac: float = 4.0
     arm_cycles_per_element: float = 4.0
     arm_cycles_per_packet: float = 20.0
+    # Dynamic energy of one ARM-core cycle at the top performance level [A]; lower levels scale
+    # it by voltage squared. The chip's power range bounds it from above: (2.2 - 0.25) W over
+    # 152 PEs at 300 MHz is 43 pJ, but that figure includes the MAC arrays at full load.
+    arm_joules_per_cycle: float = 10e-12
     # exp/log accelerator: 7-22 cycles per call (A21) [S]; the model takes the slow end.
     exp_cycles: float = 22.0
     # Spiking networks: synaptic events per second per chip at a 1 ms tick (A24) [S].

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import struct
 from collections.abc import Callable, Mapping
 
@@ -220,9 +221,9 @@ def write_box(writer: ByteWriter, box: Box) -> None:
 def read_box(reader: ByteReader, what: str) -> Box:
     at = reader.offset
     rank = reader.count(f"{what} rank", 16)
-    start = reader.i64s(rank, f"{what} start")
-    stop = reader.i64s(rank, f"{what} stop")
-    if any(b < a for a, b in zip(start, stop, strict=True)):
+    corners = reader.i64s(2 * rank, f"{what} corners")
+    start, stop = corners[:rank], corners[rank:]
+    if any(map(operator.lt, stop, start)):
         raise reader.error(f"{what} has stop < start: {start}..{stop}", at)
     return Box(start, stop)
 

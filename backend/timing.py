@@ -55,61 +55,82 @@ def senders(program: Program, kernels: Sequence[tuple[PECoord, Kernel]], key_bit
     return found
 
 
-class _Transfer:
-    """Seconds from a sender's finish to its packets' arrival at a PE (or the host chip)."""
+@dataclass(frozen=True)
+class Route:
+    """A slice's wait for one sender: link seconds (other chips) or on-chip network cycles."""
 
-    def __init__(self, machine: Machine, clock_hz: float) -> None:
+    key: int
+    link_seconds: float
+    noc_cycles: float
+
+
+class Routes:
+    """Every slice's routes from its senders, and each output's route to the host.
+
+    Built once per image; `critical_path` runs it at any clock.
+    """
+
+    def __init__(
+        self, program: Program, machine: Machine, kernels: Sequence[tuple[PECoord, Kernel]]
+    ) -> None:
         self.machine = machine
         self.spec = machine.chip_spec
-        self.clock_hz = clock_hz
+        self.by_key = senders(program, kernels, self.spec.packet_key_bits)
+        self.inputs = [
+            tuple(
+                self._route(source.key, pe.chip, pe.core)
+                for port in kernel.inputs
+                for source in port.sources
+                if source.key in self.by_key
+            )
+            for pe, kernel in kernels
+        ]
+        self.to_host = [
+            self._route(key, machine.host_chip, None)
+            for io in program.outputs
+            for key, _ in io.keys
+            if key in self.by_key
+        ]
+        self.host_keys = [key for key, s in self.by_key.items() if s.pe is None]
 
-    def seconds(self, sender: Sender, chip: tuple[int, int], core: int | None) -> float:
+    def _route(self, key: int, chip: tuple[int, int], core: int | None) -> Route:
+        """(hops + packets) packet times over links to another chip; NoC hops on the same chip."""
+        sender = self.by_key[key]
         origin = self.machine.host_chip if sender.pe is None else sender.pe.chip
         if origin != chip:
             hops = self.machine.hop_distance(origin, chip)
             rate = self.spec.board_link_bits_per_second
             if self.machine.board_of(origin) != self.machine.board_of(chip):
                 rate = self.spec.inter_board_link_bits_per_second
-            return (hops + sender.packets) * sender.packet_bits / rate
+            return Route(key, (hops + sender.packets) * sender.packet_bits / rate, 0.0)
         if sender.pe is None or core is None:
-            return 0.0
+            return Route(key, 0.0, 0.0)
         noc_hops = self.spec.noc_hops(sender.pe.core, core)
-        return noc_hops * self.spec.noc_cycles_per_hop / self.clock_hz
+        return Route(key, 0.0, float(noc_hops * self.spec.noc_cycles_per_hop))
 
 
 def critical_path(
-    program: Program,
-    machine: Machine,
+    routes: Routes,
     kernels: Sequence[tuple[PECoord, Kernel]],
     busy: Sequence[float],
     clock_hz: float,
 ) -> Timing:
     """Latency and period of one inference; `busy[i]` is slice i's time, kernels in firing order."""
-    by_key = senders(program, kernels, machine.chip_spec.packet_key_bits)
-    transfer = _Transfer(machine, clock_hz)
-    finish_by_key: dict[int, float] = {key: 0.0 for key, s in by_key.items() if s.pe is None}
+    finish_by_key: dict[int, float] = dict.fromkeys(routes.host_keys, 0.0)
     pe_free: dict[PECoord, float] = {}
     finishes = []
-    for (pe, kernel), seconds in zip(kernels, busy):
+    for (pe, kernel), seconds, waits in zip(kernels, busy, routes.inputs):
         ready = pe_free.get(pe, 0.0)
-        for port in kernel.inputs:
-            for source in port.sources:
-                sender = by_key.get(source.key)
-                if sender is None:
-                    continue
-                arrival = finish_by_key.get(source.key, 0.0)
-                arrival += transfer.seconds(sender, pe.chip, pe.core)
-                ready = max(ready, arrival)
+        for route in waits:
+            arrival = finish_by_key.get(route.key, 0.0) + route.link_seconds
+            ready = max(ready, arrival + route.noc_cycles / clock_hz)
         finish = ready + seconds
         pe_free[pe] = finish
         finish_by_key[kernel.output.key] = finish
         finishes.append(finish)
     latency = max(finishes, default=0.0)
-    for io in program.outputs:
-        for key, _ in io.keys:
-            if key in by_key:
-                arrival = transfer.seconds(by_key[key], machine.host_chip, None)
-                latency = max(latency, finish_by_key.get(key, 0.0) + arrival)
+    for route in routes.to_host:
+        latency = max(latency, finish_by_key.get(route.key, 0.0) + route.link_seconds)
     return Timing(latency, _period(kernels, busy), tuple(finishes))
 
 

@@ -455,7 +455,6 @@ def report_command(image, output, as_json, model):
     from s2c.files import atomic_write_bytes
     from s2c.report import build_report, time_onnxruntime
     from s2c.report_html import render_html
-    from s2c.validate import seeded_inputs
 
     if output is None and not as_json:
         output = image.with_suffix(".html")
@@ -465,6 +464,8 @@ def report_command(image, output, as_json, model):
     program = decode_image(data)
     timing = None
     if model is not None:
+        from s2c.validate import seeded_inputs  # imports onnxruntime: only when it is used
+
         timing = time_onnxruntime(model, seeded_inputs(program.inputs))
     report = build_report(program, image.name, len(data), timing)
     if output is not None:

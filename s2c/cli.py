@@ -461,7 +461,10 @@ def report_command(image, output, as_json, model):
     if output is not None:
         _check_output_path(output, image, "-o", "image")
     data = _read_image_bytes(image)
-    program = decode_image(data)
+    try:
+        program = decode_image(data)
+    except InputError as error:
+        raise InputError(f"{image}: {error}") from None
     timing = None
     if model is not None:
         from s2c.validate import seeded_inputs  # imports onnxruntime: only when it is used

@@ -37,12 +37,15 @@ spread over its slices, at the chip's published event rate, and its spikes as pa
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from backend.hardware import ChipSpec, Machine
-from backend.program import Kernel, PECoord, Program
+from backend.program import Kernel, PECoord, Program, TensorRef
 from backend.route import TableIndex, simulate_delivery
 from backend.stats import mac_count
 from backend.timing import Routes, critical_path
@@ -265,15 +268,25 @@ def slice_costs(
                 mac_array_cycles=mac_array_cycles(kernel, macs, spec),
                 arm_cycles=arm_cycles(kernel, macs, spec)
                 + (sent + received) * spec.arm_cycles_per_packet,
-                dma_seconds=sum(p.nbytes for p in kernel.params if p.memory == "dram")
+                dma_seconds=sum(_nbytes(p) for p in kernel.params if p.memory == "dram")
                 / spec.dram_bytes_per_second,
                 packets_sent=sent,
                 packets_received=received,
                 link_hops=sent * hops_by_key.get(kernel.output.key, 0),
-                parameter_bytes=sum(p.nbytes for p in kernel.params),
+                parameter_bytes=sum(_nbytes(p) for p in kernel.params),
             )
         )
     return costs
+
+
+def _nbytes(ref: TensorRef) -> int:
+    """Bytes of a parameter (`TensorRef.nbytes` in plain integers, which is faster)."""
+    return math.prod(ref.shape) * _itemsize(ref.dtype)
+
+
+@functools.cache
+def _itemsize(dtype: str) -> int:
+    return int(np.dtype(dtype).itemsize)
 
 
 def _deliveries(

@@ -90,13 +90,14 @@ def build_report(
     """Gather the report's data from a program read from image bytes."""
     machine = Machine.from_description(program.machine)
     base = machine.chip_spec.code_bytes
+    sram = [sram_used(pe, base) for pe in program.pes]
     return Report(
         image_name=image_name,
         program=program,
         machine=machine,
-        summary=summarise(program, image_bytes),
+        summary=summarise(program, image_bytes, sram),
         estimate=estimate(program, activity),
-        sram_by_pe={pe.pe: sram_used(pe, base) for pe in program.pes},
+        sram_by_pe={pe.pe: used for pe, used in zip(program.pes, sram)},
         layer_by_pe={pe.pe: pe.kernels[0].layer if pe.kernels else "" for pe in program.pes},
         router_entries={chip.chip: len(chip.router) for chip in program.chips},
         gpu=gpu_reference(),

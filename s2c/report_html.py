@@ -16,6 +16,7 @@ from s2c.summary import format_joules, format_seconds
 
 MAP_WIDTH = 1100  # pixels the board map may take
 PE_GRID = (14, 12)  # PE cells per chip: 7 x 6 QPEs of 2 x 2 PEs
+MAX_CELL = 24  # pixels per PE cell at most (a one-chip map)
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;background:#fff}
@@ -81,6 +82,11 @@ def _subtitle(report: Report) -> str:
     )
 
 
+def format_rate(per_second: float) -> str:
+    """Inferences per second: whole numbers with thousands separators from 100 up."""
+    return f"{per_second:,.0f}/s" if per_second >= 100 else f"{per_second:.3g}/s"
+
+
 def _card(value: str, label: str) -> str:
     return f"<div class=card><b>{_e(value)}</b><span>{_e(label)}</span></div>"
 
@@ -92,7 +98,7 @@ def _headline(report: Report) -> str:
         where = f"at {level.clock_hz / 1e6:g} MHz, {level.voltage:g} V"
         cards += [
             _card(format_seconds(level.latency_seconds), f"latency {where}"),
-            _card(f"{level.throughput_per_second:.4g}/s", f"pipelined throughput {where}"),
+            _card(format_rate(level.throughput_per_second), f"pipelined throughput {where}"),
             _card(format_joules(level.energy_joules), f"energy {where}"),
             _card(format_joules(level.pipelined_joules), f"energy pipelined {where}"),
         ]
@@ -188,7 +194,7 @@ def _board_map(report: Report, colour, what: str) -> str:
     span_x = max(x for x, _ in used_chips) - low_x + 1
     span_y = max(y for _, y in used_chips) - low_y + 1
     columns, rows = PE_GRID
-    cell = max(1, min(8, MAP_WIDTH // (span_x * (columns + 2))))
+    cell = max(1, min(MAX_CELL, MAP_WIDTH // (span_x * (columns + 2))))
     chip_w, chip_h = (columns + 2) * cell, (rows + 2) * cell
 
     def corner(chip: tuple[int, int]) -> tuple[int, int]:

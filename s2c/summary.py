@@ -29,11 +29,15 @@ def _itemsize(dtype: str) -> int:
     return np.dtype(dtype).itemsize
 
 
-def summarise(program: Program, image_bytes: int) -> dict:
-    """A JSON-ready summary: format, machine, resources used, I/O."""
+def summarise(program: Program, image_bytes: int, sram: list[int] | None = None) -> dict:
+    """A JSON-ready summary: format, machine, resources used, I/O.
+
+    `sram` may give each PE's SRAM use, in `program.pes` order, when the caller has it.
+    """
     machine = Machine.from_description(program.machine)
     base = machine.chip_spec.code_bytes
-    sram = [sram_used(pe, base) for pe in program.pes]
+    if sram is None:
+        sram = [sram_used(pe, base) for pe in program.pes]
     pes_per_chip = Counter(pe.pe.chip for pe in program.pes)
     entries = [len(chip.router) for chip in program.chips]
     kernels = sum(len(pe.kernels) for pe in program.pes)

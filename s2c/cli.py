@@ -302,7 +302,11 @@ def run_command(image, inputs_path, output, stats, stats_json):
         arrays = seeded_inputs(decode_image(data).inputs)
     else:
         arrays = read_npz(inputs_path)
-    outputs, run_stats = interpreter_outputs(data, arrays)
+    from s2c.progress import terminal_progress
+
+    progress = terminal_progress()
+    outputs, run_stats = interpreter_outputs(data, arrays, progress)
+    progress.done()
     if output is not None:
         _will_write(output)
         write_npz(output, outputs)

@@ -6,6 +6,7 @@ per element, and reports the worst absolute and relative errors per output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,14 +109,33 @@ def compare(name: str, expected: np.ndarray, actual: np.ndarray, rtol: float, at
     )
 
 
-def interpreter_outputs(image: bytes, arrays: dict[str, np.ndarray]):
-    """Run image bytes on user arrays: (outputs in the user's layout, run stats)."""
+PROGRESS_CHUNK = 64  # samples per interpreter run when progress is shown
+
+
+def interpreter_outputs(
+    image: bytes, arrays: dict[str, np.ndarray], progress: Callable[[str], None] | None = None
+):
+    """Run image bytes on user arrays: (outputs in the user's layout, run stats).
+
+    With `progress`, more than `PROGRESS_CHUNK` samples run in chunks of that many (samples are
+    independent, so the result is the same) and each chunk is announced.
+    """
     program = decode_image(image)
     interpreter = Interpreter(program)
     stacked = stack_inputs(program.inputs, arrays, "inputs")
     single = all(tuple(arrays[io.name].shape) == tuple(io.shape) for io in program.inputs)
-    outputs, stats = interpreter.run(stacked)
-    return unstack_outputs(outputs, single), stats
+    samples = next(iter(stacked.values())).shape[0] if stacked else 1
+    if progress is None or samples <= PROGRESS_CHUNK:
+        outputs, stats = interpreter.run(stacked)
+        return unstack_outputs(outputs, single), stats
+    parts = []
+    for start in range(0, samples, PROGRESS_CHUNK):
+        stop = min(start + PROGRESS_CHUNK, samples)
+        progress(f"running inputs {start + 1}-{stop} of {samples}")
+        chunk = {name: array[start:stop] for name, array in stacked.items()}
+        parts.append(interpreter.run(chunk)[0])
+    outputs = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    return unstack_outputs(outputs, single), interpreter.per_inference.scaled(samples)
 
 
 def validate(

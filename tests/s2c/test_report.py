@@ -158,3 +158,25 @@ def test_progress_shows_on_a_terminal_only() -> None:
     progress("x")
     progress.done()
     assert quiet.getvalue() == ""
+
+
+def test_chunked_runs_with_progress_give_the_same_outputs(tmp_path: Path) -> None:
+    import numpy as np
+
+    from s2c.validate import PROGRESS_CHUNK, interpreter_outputs
+
+    image = tmp_path / "mlp.bin"
+    assert invoke("compile", GOLDEN_MLP, "-o", image, "--quiet").exit_code == 0
+    data = image.read_bytes()
+    samples = PROGRESS_CHUNK + 6  # two chunks, the second one short
+    inputs = {"input": np.random.default_rng(0).standard_normal((samples, 64), np.float32)}
+    seen: list[str] = []
+    chunked, stats = interpreter_outputs(data, inputs, seen.append)
+    whole, whole_stats = interpreter_outputs(data, inputs)
+    assert seen == [
+        f"running inputs 1-{PROGRESS_CHUNK} of {samples}",
+        f"running inputs {PROGRESS_CHUNK + 1}-{samples} of {samples}",
+    ]
+    for name in whole:
+        np.testing.assert_array_equal(chunked[name], whole[name])
+    assert stats.as_dict() == whole_stats.as_dict()

@@ -12,7 +12,7 @@ value) from which the percentile and MSE observers pick a clipping range:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,16 +47,23 @@ class ValueStats:
         return np.concatenate(self.samples) if self.samples else np.zeros(1, np.float32)
 
 
-def calibrate(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[int, ValueStats]:
+def calibrate(
+    graph: Graph,
+    inputs: Mapping[str, np.ndarray],
+    progress: Callable[[str], None] | None = None,
+) -> dict[int, ValueStats]:
     """Statistics per value (keyed by id(value)) over the samples of `inputs`.
 
     `inputs[name]` has a leading sample axis; each sample has the graph input's shape.
+    `progress`, when given, hears "calibrating: sample i of n" before each sample.
     """
     inputs = _stacked(graph, inputs)
     count = _sample_count(graph, inputs)
     budget = max(RESERVOIR // count, 1)
     stats: dict[int, ValueStats] = {}
     for index in range(count):
+        if progress is not None:
+            progress(f"calibrating: sample {index + 1} of {count}")
         env: dict[int, np.ndarray] = {}
         for value in graph.inputs:
             env[id(value)] = inputs[value.name][index].astype(value.type.dtype)

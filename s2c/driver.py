@@ -156,13 +156,14 @@ def _calibration_samples(graph: Graph, options: CompileOptions, warn) -> dict:
     return synthetic_inputs(graph, CALIBRATION_SAMPLES)
 
 
-def _quantise_pass(graph: Graph, options: CompileOptions, warn) -> Quantise:
+def _quantise_pass(graph: Graph, options: CompileOptions, warn, progress=None) -> Quantise:
     """The quantise pass with the user's calibration data, or seeded synthetic samples."""
     return Quantise(
         calibration=_calibration_samples(graph, options, warn),
         method=options.calib_method,
         percentile=options.percentile,
         per_tensor_weights=options.per_tensor_weights,
+        progress=progress,
     )
 
 
@@ -206,7 +207,7 @@ def compile_model(
         raise UnsupportedError(QUANTISED_IN_FLOAT_MODE)
     passes = canonicalisation(options.mode)
     if options.mode == "int8" and not prequantised:
-        passes.append(_quantise_pass(graph, options, warn))
+        passes.append(_quantise_pass(graph, options, warn, progress))
     status("calibrating and quantising" if options.mode == "int8" else "running the passes")
     manager = PassManager(passes, print_after=frozenset(options.print_after), emit=emit)
     manager.run(graph)

@@ -180,3 +180,19 @@ def test_chunked_runs_with_progress_give_the_same_outputs(tmp_path: Path) -> Non
     for name in whole:
         np.testing.assert_array_equal(chunked[name], whole[name])
     assert stats.as_dict() == whole_stats.as_dict()
+
+
+def test_compile_announces_its_long_steps(tmp_path: Path) -> None:
+    import numpy as np
+
+    from s2c.driver import CompileOptions, compile_model
+
+    calibration = tmp_path / "calib.npz"
+    np.savez(calibration, input=np.random.default_rng(0).standard_normal((3, 1, 64), np.float32))
+    seen: list[str] = []
+    options = CompileOptions(mode="int8", calib=str(calibration))
+    compile_model(GOLDEN_MLP, options, emit=lambda _: None, progress=seen.append)
+    assert [line for line in seen if line.startswith("calibrating: ")] == [
+        f"calibrating: sample {i} of 3" for i in (1, 2, 3)
+    ]
+    assert any(line.startswith("placing ") for line in seen)

@@ -69,6 +69,7 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
+_SOURCE_HEAD = struct.Struct("<III")
 
 
 @functools.lru_cache(maxsize=64)
@@ -156,11 +157,12 @@ class ByteReader:
         self._pos = start + size
         return start
 
-    def _unpack(self, layout: struct.Struct, what: str) -> tuple:
+    def unpack(self, layout: struct.Struct, what: str) -> tuple:
+        """The fields of `layout`, read at once."""
         return layout.unpack_from(self._data, self._advance(layout.size, what))
 
     def u8(self, what: str) -> int:
-        return int(self._unpack(_U8, what)[0])
+        return int(self.unpack(_U8, what)[0])
 
     def u32(self, what: str) -> int:
         # The hottest read of a decode: _advance inlined.
@@ -172,16 +174,16 @@ class ByteReader:
         return value
 
     def u64(self, what: str) -> int:
-        return int(self._unpack(_U64, what)[0])
+        return int(self.unpack(_U64, what)[0])
 
     def i64(self, what: str) -> int:
-        return int(self._unpack(_I64, what)[0])
+        return int(self.unpack(_I64, what)[0])
 
     def f64(self, what: str) -> float:
-        return float(self._unpack(_F64, what)[0])
+        return float(self.unpack(_F64, what)[0])
 
     def i64s(self, count: int, what: str) -> tuple[int, ...]:
-        return self._unpack(_i64_layout(count), what)
+        return self.unpack(_i64_layout(count), what)
 
     def raw(self, size: int, what: str) -> bytes:
         return bytes(self.take(size, what))
@@ -474,15 +476,30 @@ def _read_input_port(reader: ByteReader) -> InputPort:
     dtype = read_dtype(reader, "input dtype")
     buffer_address = reader.u32("input buffer address")
     sources = []
+    rank = len(box.start)
     for _ in range(reader.count("source count", MIN_SOURCE)):
-        key = reader.u32("source key")
-        mask = reader.u32("source mask")
-        at = reader.offset
-        source_box = read_box(reader, "source box")
-        if len(source_box.start) != len(box.start):
-            raise reader.error(f"source box rank {len(source_box.start)} != port rank", at)
-        sources.append(PortSource(key, mask, source_box))
+        sources.append(_read_source(reader, rank))
     return InputPort(tensor_id, box, dtype, buffer_address, tuple(sources))
+
+
+def _read_source(reader: ByteReader, rank: int) -> PortSource:
+    """key u32, mask u32, then a box of the port's rank (the most frequent record: one read
+    for the three u32 fields, one for the corners)."""
+    key, mask, source_rank = reader.unpack(_SOURCE_HEAD, "source key, mask and box rank")
+    at = reader.offset - 4
+    if source_rank != rank:
+        if source_rank * 16 > reader.remaining:
+            raise reader.error(
+                f"source box rank {source_rank} cannot fit in the {reader.remaining} bytes left "
+                "(each record needs at least 16)",
+                at,
+            )
+        raise reader.error(f"source box rank {source_rank} != port rank", at)
+    corners = reader.i64s(2 * rank, "source box corners")
+    start, stop = corners[:rank], corners[rank:]
+    if any(map(operator.lt, stop, start)):
+        raise reader.error(f"source box has stop < start: {start}..{stop}", at)
+    return PortSource(key, mask, Box(start, stop))
 
 
 def _write_output_port(writer: ByteWriter, port: OutputPort) -> None:

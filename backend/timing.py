@@ -76,6 +76,7 @@ class Routes:
         self.machine = machine
         self.spec = machine.chip_spec
         self.by_key = senders(program, kernels, self.spec.packet_key_bits)
+        self._links: dict[tuple[tuple[int, int], tuple[int, int]], tuple[int, float]] = {}
         self.inputs = [
             tuple(
                 self._route(source.key, pe.chip, pe.core)
@@ -93,15 +94,22 @@ class Routes:
         ]
         self.host_keys = [key for key, s in self.by_key.items() if s.pe is None]
 
+    def _link(self, origin: tuple[int, int], chip: tuple[int, int]) -> tuple[int, float]:
+        """Chip hops between two chips and the rate of the links (board or between boards)."""
+        pair = (origin, chip)
+        if pair not in self._links:
+            rate = self.spec.board_link_bits_per_second
+            if self.machine.board_of(origin) != self.machine.board_of(chip):
+                rate = self.spec.inter_board_link_bits_per_second
+            self._links[pair] = (self.machine.hop_distance(origin, chip), rate)
+        return self._links[pair]
+
     def _route(self, key: int, chip: tuple[int, int], core: int | None) -> Route:
         """(hops + packets) packet times over links to another chip; NoC hops on the same chip."""
         sender = self.by_key[key]
         origin = self.machine.host_chip if sender.pe is None else sender.pe.chip
         if origin != chip:
-            hops = self.machine.hop_distance(origin, chip)
-            rate = self.spec.board_link_bits_per_second
-            if self.machine.board_of(origin) != self.machine.board_of(chip):
-                rate = self.spec.inter_board_link_bits_per_second
+            hops, rate = self._link(origin, chip)
             return Route(key, (hops + sender.packets) * sender.packet_bits / rate, 0.0)
         if sender.pe is None or core is None:
             return Route(key, 0.0, 0.0)

@@ -27,8 +27,8 @@ busiest PE's busy time; throughput is its inverse.
 Energy at each performance level: MAC-array ops x the dynamic energy per op (chip power at full
 MAC load, `measured_tops / tops_per_watt`, less the idle baseline, spread over the measured ops),
 plus ARM cycles x the dynamic energy per ARM cycle (`arm_joules_per_cycle` at the top level,
-scaled by voltage squared), plus the idle baseline of every chip in use
-for the time of one inference (latency) or of one period (pipelined).
+scaled by voltage squared), plus the idle baseline of every chip in use for the time of one
+inference (latency) or of one period (pipelined).
 
 Spiking images (hook): `LayerActivity` per layer gives spikes and synaptic events per timestep,
 as an snn run of the interpreter counts them. A layer with activity adds its synaptic events,
@@ -37,15 +37,12 @@ spread over its slices, at the chip's published event rate, and its spikes as pa
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from backend.hardware import ChipSpec, Machine
-from backend.program import Kernel, PECoord, Program, TensorRef
+from backend.program import Kernel, PECoord, Program
 from backend.route import TableIndex, simulate_delivery
 from backend.stats import mac_count
 from backend.timing import Routes, critical_path
@@ -268,25 +265,15 @@ def slice_costs(
                 mac_array_cycles=mac_array_cycles(kernel, macs, spec),
                 arm_cycles=arm_cycles(kernel, macs, spec)
                 + (sent + received) * spec.arm_cycles_per_packet,
-                dma_seconds=sum(_nbytes(p) for p in kernel.params if p.memory == "dram")
+                dma_seconds=sum(p.nbytes for p in kernel.params if p.memory == "dram")
                 / spec.dram_bytes_per_second,
                 packets_sent=sent,
                 packets_received=received,
                 link_hops=sent * hops_by_key.get(kernel.output.key, 0),
-                parameter_bytes=sum(_nbytes(p) for p in kernel.params),
+                parameter_bytes=sum(p.nbytes for p in kernel.params),
             )
         )
     return costs
-
-
-def _nbytes(ref: TensorRef) -> int:
-    """Bytes of a parameter (`TensorRef.nbytes` in plain integers, which is faster)."""
-    return math.prod(ref.shape) * _itemsize(ref.dtype)
-
-
-@functools.cache
-def _itemsize(dtype: str) -> int:
-    return int(np.dtype(dtype).itemsize)
 
 
 def _deliveries(

@@ -156,3 +156,11 @@ def test_a_machine_override_in_the_image_changes_the_estimate(int8_program) -> N
     before = layer(estimate(int8_program), "first").mac_array_cycles
     after = layer(estimate(int8_program_copy), "first").mac_array_cycles
     assert math.isclose(after, 2 * before)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.5])
+def test_a_utilisation_outside_0_to_1_is_refused(value: float) -> None:
+    from ir.errors import InputError
+
+    with pytest.raises(InputError, match="mac_utilisation_conv"):
+        ChipSpec(mac_utilisation_conv=value)

@@ -201,13 +201,22 @@ class ByteReader:
         return count
 
     def string(self, what: str) -> str:
-        at = self.offset
-        size = self.u32(f"{what} length")
-        chunk = self.take(size, what)
+        """A u32 length, then that many bytes of UTF-8 (a hot read: no message built unless
+        there is an error)."""
+        at = self._pos
+        data = self._data
+        if at + 4 > len(data):
+            raise self.error(f"{what} length needs 4 bytes but only {self.remaining} are left")
+        size = _U32.unpack_from(data, at)[0]
+        start = at + 4
+        if start + size > len(data):
+            self._pos = start
+            raise self.error(f"{what} needs {size} bytes but only {self.remaining} are left")
+        self._pos = start + size
         try:
-            return bytes(chunk).decode("utf-8")
+            return str(data[start : start + size], "utf-8")
         except UnicodeDecodeError as exc:
-            raise self.error(f"{what} is not valid UTF-8 ({exc.reason})", at) from None
+            raise self.error(f"{what} is not valid UTF-8 ({exc.reason})", self.start + at) from None
 
     def expect_end(self) -> None:
         if self.remaining:

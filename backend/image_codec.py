@@ -70,6 +70,7 @@ _U64 = struct.Struct("<Q")
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
 _SOURCE_HEAD = struct.Struct("<III")
+_TAG_LENGTH = struct.Struct("<BI")
 
 
 @functools.lru_cache(maxsize=64)
@@ -374,8 +375,17 @@ def read_attrs(reader: ByteReader, what: str) -> dict[str, AttrValue]:
 
 def _read_attr_value(reader: ByteReader, name: str) -> AttrValue:
     at = reader.offset
-    tag = reader.u8(f"attribute {name!r} tag")
-    payload = reader.raw(reader.u32(f"attribute {name!r} length"), f"attribute {name!r} value")
+    if reader.remaining < _TAG_LENGTH.size:  # checked here to name the attribute cheaply
+        raise reader.error(
+            f"attribute {name!r} tag and length need {_TAG_LENGTH.size} bytes but only "
+            f"{reader.remaining} are left"
+        )
+    tag, size = reader.unpack(_TAG_LENGTH, "attribute tag and length")
+    if size > reader.remaining:
+        raise reader.error(
+            f"attribute {name!r} value needs {size} bytes but only {reader.remaining} are left"
+        )
+    payload = reader.raw(size, "attribute value")
     decode = _ATTR_DECODERS.get(tag)
     if decode is None:
         raise reader.error(f"attribute {name!r} has unknown tag {tag}", at)

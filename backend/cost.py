@@ -41,6 +41,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from backend.gc_pause import gc_paused
 from backend.hardware import ChipSpec, Machine
 from backend.program import Kernel, PECoord, Program
 from backend.route import TableIndex, simulate_delivery
@@ -342,12 +343,17 @@ def kernels_in_order(program: Program) -> list[tuple[PECoord, Kernel]]:
 
 def estimate(program: Program, activity: Mapping[str, LayerActivity] | None = None) -> Estimate:
     """The cost of one inference of `program` at every performance level of its machine."""
+    with gc_paused():
+        return _estimate(program, activity or {})
+
+
+def _estimate(program: Program, activity: Mapping[str, LayerActivity]) -> Estimate:
     machine = Machine.from_description(program.machine)
     spec = machine.chip_spec
     kernels = kernels_in_order(program)
     costs = slice_costs(program, machine, kernels)
-    _add_activity(costs, activity or {}, spec)
-    layers = _layers(costs, activity or {})
+    _add_activity(costs, activity, spec)
+    layers = _layers(costs, activity)
     chips = len({pe.chip for pe, _ in kernels})
     routes = Routes(program, machine, kernels)
     levels = []

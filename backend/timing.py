@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,8 +56,7 @@ def senders(program: Program, kernels: Sequence[tuple[PECoord, Kernel]], key_bit
     return found
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """A slice's wait for one sender: link seconds (other chips) or on-chip network cycles."""
 
     key: int
@@ -77,6 +77,7 @@ class Routes:
         self.spec = machine.chip_spec
         self.by_key = senders(program, kernels, self.spec.packet_key_bits)
         self._links: dict[tuple[tuple[int, int], tuple[int, int]], tuple[int, float]] = {}
+        self._noc_cycles: dict[tuple[int, int], float] = {}
         self.inputs = [
             tuple(
                 self._route(source.key, pe.chip, pe.core)
@@ -113,8 +114,11 @@ class Routes:
             return Route(key, (hops + sender.packets) * sender.packet_bits / rate, 0.0)
         if sender.pe is None or core is None:
             return Route(key, 0.0, 0.0)
-        noc_hops = self.spec.noc_hops(sender.pe.core, core)
-        return Route(key, 0.0, float(noc_hops * self.spec.noc_cycles_per_hop))
+        cores = (sender.pe.core, core)
+        if cores not in self._noc_cycles:
+            hops = self.spec.noc_hops(*cores)
+            self._noc_cycles[cores] = float(hops * self.spec.noc_cycles_per_hop)
+        return Route(key, 0.0, self._noc_cycles[cores])
 
 
 def critical_path(

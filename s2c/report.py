@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.cost import Estimate, LayerActivity, estimate
+from backend.gc_pause import gc_paused
 from backend.hardware import Machine
 from backend.program import PECoord, Program
 from s2c.summary import sram_used, summarise
@@ -88,6 +89,11 @@ def build_report(
     activity: Mapping[str, LayerActivity] | None = None,
 ) -> Report:
     """Gather the report's data from a program read from image bytes."""
+    with gc_paused():
+        return _build_report(program, image_name, image_bytes, onnxruntime_timing, activity)
+
+
+def _build_report(program, image_name, image_bytes, onnxruntime_timing, activity) -> Report:
     machine = Machine.from_description(program.machine)
     base = machine.chip_spec.code_bytes
     sram = [sram_used(pe, base) for pe in program.pes]

@@ -7,9 +7,12 @@ is not a terminal or the user asked for quiet. `done()` on the returned object c
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import TextIO
+
+INTERVAL = 0.1  # seconds between two updates of the line
 
 
 class Progress:
@@ -19,12 +22,15 @@ class Progress:
         self.stream = stream
         self.enabled = enabled
         self.start = time.monotonic()
+        self.shown = -math.inf  # when the line was last written
 
     def __call__(self, status: str) -> None:
-        if not self.enabled:
+        """Show `status`, at most every `INTERVAL` seconds (fast loops would flood the line)."""
+        now = time.monotonic()
+        if not self.enabled or now - self.shown < INTERVAL:
             return
-        elapsed = time.monotonic() - self.start
-        self.stream.write(f"\r\033[K[{elapsed:6.1f} s] {status}")
+        self.shown = now
+        self.stream.write(f"\r\033[K[{now - self.start:6.1f} s] {status}")
         self.stream.flush()
 
     def done(self) -> None:

@@ -147,13 +147,12 @@ def _comparison(report: Report) -> str:
                 format_joules(many["energy_mj_per_inference"] / 1e3),
             )
         )
-    head = _row(
+    head = _header_row(
         "what",
         "latency, batch 1",
         "energy / inference (board)",
         "above idle",
         "pipelined or batch 256",
-        "th",
     )
     note = (
         "<p class=note>SpiNNaker2 energy = dynamic energy + the idle baseline of the chips in use "
@@ -165,14 +164,14 @@ def _comparison(report: Report) -> str:
     return f"<table>{head}{''.join(rows)}</table>{note}"
 
 
-def _row(*cells: str, tag: str = "td") -> str:
-    if len(cells) == 6 and cells[-1] == "th":
-        cells, tag = cells[:-1], "th"
-    inner = "".join(
-        f"<{tag}{' class=n' if i and tag == 'td' else ''}>{_e(c)}</{tag}>"
-        for i, c in enumerate(cells)
-    )
-    return f"<tr>{inner}</tr>"
+def _row(label: str, *numbers: str) -> str:
+    """A table row: a label cell, then right-aligned number cells."""
+    cells = "".join(f"<td class=n>{_e(number)}</td>" for number in numbers)
+    return f"<tr><td>{_e(label)}</td>{cells}</tr>"
+
+
+def _header_row(*titles: str) -> str:
+    return "<tr>" + "".join(f"<th>{_e(title)}</th>" for title in titles) + "</tr>"
 
 
 def _first_layer(report: Report, pe) -> str:
@@ -248,6 +247,8 @@ def _router_bars(report: Report) -> str:
     parts.append(
         f'<line x1="{label + scale}" y1="0" x2="{label + scale}" y2="{height - 16}" '
         'stroke="#c33" stroke-dasharray="3,3"/>'
+        f'<text x="{label + scale - 40}" y="{height - 4}" font-size="11" fill="#c33">'
+        "capacity</text>"
     )
     parts.append("</svg>")
     return "".join(parts)

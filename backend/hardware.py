@@ -7,6 +7,8 @@ Sources: DS = SpiNNaker2 datasheet v0.03 (2021); SM = SpiNNMachine `version_spin
 `version_48_chips.py`; A21, A24 = the SpiNNaker2 PE and system papers (arXiv:2103.08392,
 arXiv:2401.04491); P26 = "The SpiNNaker2 chip" (arXiv:2607.24396); E2E = the end-to-end DNN
 framework paper (arXiv:2507.13736). Every number is a default a user can override.
+[A] marks an assumption of the cost model that no SpiNNaker2 source gives (ARM core cycle counts,
+taken from the Cortex-M4 instruction timings); `docs/cost-model.md` lists them.
 
 The chip: 38 quad-PEs (QPEs) on a 7x6 grid of positions qx = 1..7, qy = 1..6 with (4, 3), (4, 4),
 (7, 3) and (7, 4) empty, four PEs each: 152 application PEs (SM). SM's core 0, at (0, 0, 0), is the
@@ -98,11 +100,34 @@ class ChipSpec:
     chip_power_max_watts: float = 2.2
     idle_power_watts: float = 0.25
     tops_per_watt: tuple[float, ...] = (2.77, 2.06)
+    # MAC-array throughput measured at the top level: 4.56 of the 5.84 TOPS peak (A24) [S]. With
+    # tops_per_watt it gives the chip's power at full MAC load (4.56 / 2.06 = 2.2 W, the top of
+    # the chip power range).
+    measured_tops: float = 4.56
+    # MAC-array utilisation seen on real chips (P26, E2E) [S]: 16-19 % for fully connected
+    # layers, 22-50 % for convolutions; the defaults are the middle of each range.
+    mac_utilisation_dense: float = 0.175
+    mac_utilisation_conv: float = 0.36
+    # ARM Cortex-M4F work, per the Cortex-M4 instruction timings [A]: an fp32 multiply-accumulate
+    # is VLDR (1, pipelined) + VFMA.F32 (3); an element-wise step is load, operate, store; a
+    # multicast packet costs its send or its receive interrupt.
+    arm_cycles_per_fp32_mac: float = 4.0
+    arm_cycles_per_element: float = 4.0
+    arm_cycles_per_packet: float = 20.0
+    # Dynamic energy of one ARM-core cycle at the top performance level [A]; lower levels scale
+    # it by voltage squared. The chip's power range bounds it from above: (2.2 - 0.25) W over
+    # 152 PEs at 300 MHz is 43 pJ, but that figure includes the MAC arrays at full load.
+    arm_joules_per_cycle: float = 10e-12
+    # exp/log accelerator: 7-22 cycles per call (A21) [S]; the model takes the slow end.
+    exp_cycles: float = 22.0
+    # Spiking networks: synaptic events per second per chip at a 1 ms tick (A24) [S].
+    synaptic_events_per_second: float = 1.8e9
 
     def __post_init__(self) -> None:
         self._check_sizes()
         self._check_core_map()
         self._check_levels()
+        self._check_fractions()
 
     def _check_sizes(self) -> None:
         for field in fields(self):
@@ -110,7 +135,8 @@ class ChipSpec:
             if isinstance(value, (int, float)) and value < 0:
                 raise InputError(f"machine field '{field.name}' must not be negative, got {value}")
         positive = ("qpe_grid_width", "qpe_grid_height", "pes_per_qpe", "sram_bytes", "clock_hz")
-        for name in (*positive, "router_entries", "mac_rows", "mac_columns", "dma_alignment_bytes"):
+        rates = ("measured_tops", "synaptic_events_per_second", "dram_bytes_per_second")
+        for name in (*positive, *rates, "router_entries", "mac_rows", "mac_columns"):
             if getattr(self, name) == 0:
                 raise InputError(f"machine field '{name}' must be positive, got 0")
         if self.data_bytes <= 0:
@@ -130,6 +156,14 @@ class ChipSpec:
                 raise InputError(
                     f"machine core_map entry ({qx}, {qy}, {p}) is not a PE of the chip"
                 )
+
+    def _check_fractions(self) -> None:
+        if self.dma_alignment_bytes == 0:
+            raise InputError("machine field 'dma_alignment_bytes' must be positive, got 0")
+        for name in ("mac_utilisation_dense", "mac_utilisation_conv"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise InputError(f"machine field '{name}' must be in (0, 1], got {value}")
 
     def _check_levels(self) -> None:
         levels = len(self.clock_levels_hz)

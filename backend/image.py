@@ -39,6 +39,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from backend.gc_pause import gc_paused
 from backend.image_codec import (
     DTYPE_SIZES,
     MIN_KERNEL,
@@ -155,7 +156,8 @@ def encode_image(program: Program) -> bytes:
 def decode_image(data: bytes) -> Program:
     """Rebuild a Program from image bytes; any malformed input raises InputError."""
     try:
-        return _decode(memoryview(data))
+        with gc_paused():
+            return _decode(memoryview(data))
     except S2CError:
         raise
     except MemoryError:

@@ -15,7 +15,9 @@ allocates anything, and every failure is an `InputError` naming the section and 
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import struct
 from collections.abc import Callable, Mapping
 
@@ -67,6 +69,14 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
+_SOURCE_HEAD = struct.Struct("<III")
+_TAG_LENGTH = struct.Struct("<BI")
+
+
+@functools.lru_cache(maxsize=64)
+def _i64_layout(count: int) -> struct.Struct:
+    """The layout of `count` little-endian int64 values (cached: ranks repeat)."""
+    return struct.Struct(f"<{count}q")
 
 
 class ByteWriter:
@@ -137,30 +147,44 @@ class ByteReader:
         return InputError(f"image invalid: section {self.label} at offset 0x{at:x}: {message}")
 
     def take(self, size: int, what: str) -> memoryview:
-        if size > self.remaining:
+        start = self._advance(size, what)
+        return self._data[start : start + size]
+
+    def _advance(self, size: int, what: str) -> int:
+        """Move past `size` bytes, checked against the bytes left; returns where they start."""
+        start = self._pos
+        if start + size > len(self._data):
             raise self.error(f"{what} needs {size} bytes but only {self.remaining} are left")
-        chunk = self._data[self._pos : self._pos + size]
-        self._pos += size
-        return chunk
+        self._pos = start + size
+        return start
+
+    def unpack(self, layout: struct.Struct, what: str) -> tuple:
+        """The fields of `layout`, read at once."""
+        return layout.unpack_from(self._data, self._advance(layout.size, what))
 
     def u8(self, what: str) -> int:
-        return int(_U8.unpack(self.take(1, what))[0])
+        return int(self.unpack(_U8, what)[0])
 
     def u32(self, what: str) -> int:
-        return int(_U32.unpack(self.take(4, what))[0])
+        # The hottest read of a decode: _advance inlined.
+        start = self._pos
+        if start + 4 > len(self._data):
+            raise self.error(f"{what} needs 4 bytes but only {self.remaining} are left")
+        self._pos = start + 4
+        value: int = _U32.unpack_from(self._data, start)[0]
+        return value
 
     def u64(self, what: str) -> int:
-        return int(_U64.unpack(self.take(8, what))[0])
+        return int(self.unpack(_U64, what)[0])
 
     def i64(self, what: str) -> int:
-        return int(_I64.unpack(self.take(8, what))[0])
+        return int(self.unpack(_I64, what)[0])
 
     def f64(self, what: str) -> float:
-        return float(_F64.unpack(self.take(8, what))[0])
+        return float(self.unpack(_F64, what)[0])
 
     def i64s(self, count: int, what: str) -> tuple[int, ...]:
-        chunk = self.take(8 * count, what)
-        return tuple(struct.unpack(f"<{count}q", chunk))
+        return self.unpack(_i64_layout(count), what)
 
     def raw(self, size: int, what: str) -> bytes:
         return bytes(self.take(size, what))
@@ -178,13 +202,22 @@ class ByteReader:
         return count
 
     def string(self, what: str) -> str:
-        at = self.offset
-        size = self.u32(f"{what} length")
-        chunk = self.take(size, what)
+        """A u32 length, then that many bytes of UTF-8 (a hot read: no message built unless
+        there is an error)."""
+        at = self._pos
+        data = self._data
+        if at + 4 > len(data):
+            raise self.error(f"{what} length needs 4 bytes but only {self.remaining} are left")
+        size = _U32.unpack_from(data, at)[0]
+        start = at + 4
+        if start + size > len(data):
+            self._pos = start
+            raise self.error(f"{what} needs {size} bytes but only {self.remaining} are left")
+        self._pos = start + size
         try:
-            return bytes(chunk).decode("utf-8")
+            return str(data[start : start + size], "utf-8")
         except UnicodeDecodeError as exc:
-            raise self.error(f"{what} is not valid UTF-8 ({exc.reason})", at) from None
+            raise self.error(f"{what} is not valid UTF-8 ({exc.reason})", self.start + at) from None
 
     def expect_end(self) -> None:
         if self.remaining:
@@ -200,9 +233,9 @@ def write_box(writer: ByteWriter, box: Box) -> None:
 def read_box(reader: ByteReader, what: str) -> Box:
     at = reader.offset
     rank = reader.count(f"{what} rank", 16)
-    start = reader.i64s(rank, f"{what} start")
-    stop = reader.i64s(rank, f"{what} stop")
-    if any(b < a for a, b in zip(start, stop, strict=True)):
+    corners = reader.i64s(2 * rank, f"{what} corners")
+    start, stop = corners[:rank], corners[rank:]
+    if any(map(operator.lt, stop, start)):
         raise reader.error(f"{what} has stop < start: {start}..{stop}", at)
     return Box(start, stop)
 
@@ -342,8 +375,17 @@ def read_attrs(reader: ByteReader, what: str) -> dict[str, AttrValue]:
 
 def _read_attr_value(reader: ByteReader, name: str) -> AttrValue:
     at = reader.offset
-    tag = reader.u8(f"attribute {name!r} tag")
-    payload = reader.raw(reader.u32(f"attribute {name!r} length"), f"attribute {name!r} value")
+    if reader.remaining < _TAG_LENGTH.size:  # checked here to name the attribute cheaply
+        raise reader.error(
+            f"attribute {name!r} tag and length need {_TAG_LENGTH.size} bytes but only "
+            f"{reader.remaining} are left"
+        )
+    tag, size = reader.unpack(_TAG_LENGTH, "attribute tag and length")
+    if size > reader.remaining:
+        raise reader.error(
+            f"attribute {name!r} value needs {size} bytes but only {reader.remaining} are left"
+        )
+    payload = reader.raw(size, "attribute value")
     decode = _ATTR_DECODERS.get(tag)
     if decode is None:
         raise reader.error(f"attribute {name!r} has unknown tag {tag}", at)
@@ -453,15 +495,30 @@ def _read_input_port(reader: ByteReader) -> InputPort:
     dtype = read_dtype(reader, "input dtype")
     buffer_address = reader.u32("input buffer address")
     sources = []
+    rank = len(box.start)
     for _ in range(reader.count("source count", MIN_SOURCE)):
-        key = reader.u32("source key")
-        mask = reader.u32("source mask")
-        at = reader.offset
-        source_box = read_box(reader, "source box")
-        if len(source_box.start) != len(box.start):
-            raise reader.error(f"source box rank {len(source_box.start)} != port rank", at)
-        sources.append(PortSource(key, mask, source_box))
+        sources.append(_read_source(reader, rank))
     return InputPort(tensor_id, box, dtype, buffer_address, tuple(sources))
+
+
+def _read_source(reader: ByteReader, rank: int) -> PortSource:
+    """key u32, mask u32, then a box of the port's rank (the most frequent record: one read
+    for the three u32 fields, one for the corners)."""
+    key, mask, source_rank = reader.unpack(_SOURCE_HEAD, "source key, mask and box rank")
+    at = reader.offset - 4
+    if source_rank != rank:
+        if source_rank * 16 > reader.remaining:
+            raise reader.error(
+                f"source box rank {source_rank} cannot fit in the {reader.remaining} bytes left "
+                "(each record needs at least 16)",
+                at,
+            )
+        raise reader.error(f"source box rank {source_rank} != port rank", at)
+    corners = reader.i64s(2 * rank, "source box corners")
+    start, stop = corners[:rank], corners[rank:]
+    if any(map(operator.lt, stop, start)):
+        raise reader.error(f"source box has stop < start: {start}..{stop}", at)
+    return PortSource(key, mask, Box(start, stop))
 
 
 def _write_output_port(writer: ByteWriter, port: OutputPort) -> None:

@@ -21,6 +21,7 @@ Vocabulary:
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,9 +43,8 @@ class Box:
     def __post_init__(self) -> None:
         if len(self.start) != len(self.stop):
             raise ValueError(f"box rank mismatch: {self.start} vs {self.stop}")
-        for a, b in zip(self.start, self.stop):
-            if b < a:
-                raise ValueError(f"box with negative extent: {self.start}..{self.stop}")
+        if any(map(operator.lt, self.stop, self.start)):
+            raise ValueError(f"box with negative extent: {self.start}..{self.stop}")
 
     @staticmethod
     def full(shape: tuple[int, ...]) -> Box:
@@ -56,7 +56,7 @@ class Box:
 
     @property
     def size(self) -> int:
-        return math.prod(b - a for a, b in zip(self.start, self.stop))
+        return math.prod(map(operator.sub, self.stop, self.start))
 
     def intersect(self, other: Box) -> Box | None:
         """The common part of two boxes of the same tensor, or None when they do not overlap."""
@@ -86,7 +86,7 @@ class TensorRef:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ value) from which the percentile and MSE observers pick a clipping range:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,15 +47,20 @@ class ValueStats:
         return np.concatenate(self.samples) if self.samples else np.zeros(1, np.float32)
 
 
-def calibrate(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[int, ValueStats]:
+def calibrate(
+    graph: Graph,
+    inputs: Mapping[str, np.ndarray],
+    progress: Callable[[str], None] | None = None,
+) -> dict[int, ValueStats]:
     """Statistics per value (keyed by id(value)) over the samples of `inputs`.
 
     `inputs[name]` has a leading sample axis; each sample has the graph input's shape.
+    `progress`, when given, hears "calibrating: sample i of n" before each sample.
     """
     inputs = _stacked(graph, inputs)
     budget = max(RESERVOIR // _sample_count(graph, inputs), 1)
     stats: dict[int, ValueStats] = {}
-    for env in sample_activations(graph, inputs):
+    for env in sample_activations(graph, inputs, progress):
         for value in graph.inputs:
             stats.setdefault(id(value), ValueStats()).add(env[id(value)], budget)
         for node in graph.nodes:
@@ -66,11 +71,19 @@ def calibrate(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[int, Value
 
 
 def sample_activations(
-    graph: Graph, inputs: Mapping[str, np.ndarray]
+    graph: Graph,
+    inputs: Mapping[str, np.ndarray],
+    progress: Callable[[str], None] | None = None,
 ) -> Iterator[dict[int, np.ndarray]]:
-    """Every value of the float graph (keyed by id(value)), one calibration sample at a time."""
+    """Every value of the float graph (keyed by id(value)), one calibration sample at a time.
+
+    `progress`, when given, hears "calibrating: sample i of n" before each sample.
+    """
     inputs = _stacked(graph, inputs)
-    for index in range(_sample_count(graph, inputs)):
+    count = _sample_count(graph, inputs)
+    for index in range(count):
+        if progress is not None:
+            progress(f"calibrating: sample {index + 1} of {count}")
         env: dict[int, np.ndarray] = {}
         for value in graph.inputs:
             env[id(value)] = inputs[value.name][index].astype(value.type.dtype)

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -56,9 +56,11 @@ class Quantise(Pass):
     method: str = "minmax"
     percentile: float = 99.99
     per_tensor_weights: bool = False
+    # Hears a status line per calibration sample (a terminal shows it); not an option.
+    progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
     def run(self, graph: Graph) -> bool:
-        stats = calibrate(graph, self.calibration)
+        stats = calibrate(graph, self.calibration, self.progress)
         parameters = self._activation_parameters(graph, stats)
         for node in graph.nodes:
             self._quantise_constants(graph, node, parameters)

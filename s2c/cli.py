@@ -287,8 +287,14 @@ def compile_command(model, output, quiet, emit_qdq, **options):
         _check_distinct(output, emit_qdq, "-o and --emit-qdq")
         if options["mode"] != "int8":
             raise InputError("--emit-qdq needs --mode int8")
+    from backend.cost import estimate
+    from s2c.progress import terminal_progress
+    from s2c.summary import format_estimate
+
     warn = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
-    result = compile_model(model, _options(options), emit=click.echo, warn=warn)
+    progress = terminal_progress(quiet)
+    result = compile_model(model, _options(options), emit=click.echo, warn=warn, progress=progress)
+    progress.done()
     _will_write(output)
     size = write_image(result.program, output)
     if emit_qdq is not None:
@@ -302,6 +308,7 @@ def compile_command(model, output, quiet, emit_qdq, **options):
         if emit_qdq is not None:
             click.echo(f"wrote {emit_qdq} (the quantised graph as a QDQ model)")
         click.echo(format_summary(summarise(result.program, size)))
+        click.echo(format_estimate(estimate(result.program)))
 
 
 @main.command("run")
@@ -338,7 +345,11 @@ def run_command(image, inputs_path, output, stats, stats_json):
         arrays = seeded_inputs(decode_image(data).inputs)
     else:
         arrays = read_npz(inputs_path)
-    outputs, run_stats = interpreter_outputs(data, arrays)
+    from s2c.progress import terminal_progress
+
+    progress = terminal_progress()
+    outputs, run_stats = interpreter_outputs(data, arrays, progress)
+    progress.done()
     if output is not None:
         _will_write(output)
         write_npz(output, outputs)
@@ -484,6 +495,54 @@ def inspect_command(image, as_json):
     click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
 
 
+@main.command("report")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="HTML file to write (default: IMAGE with .html; none with --json unless given).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report's figures as JSON.")
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The ONNX model the image came from: time onnxruntime on it here, beside the estimate.",
+)
+def report_command(image, output, as_json, model):
+    """Cost, placement map, memory and routes of IMAGE, as one self-contained HTML page.
+
+    Latency, throughput and energy are estimates of the cost model (docs/cost-model.md).
+    """
+    from backend.image import decode_image
+    from s2c.files import atomic_write_bytes
+    from s2c.report import build_report, time_onnxruntime
+    from s2c.report_html import render_html
+
+    if output is None and not as_json:
+        output = image.with_suffix(".html")
+    if output is not None:
+        _check_output_path(output, image, "-o", "image")
+    data = _read_image_bytes(image)
+    try:
+        program = decode_image(data)
+    except InputError as error:
+        raise InputError(f"{image}: {error}") from None
+    timing = None
+    if model is not None:
+        from s2c.validate import seeded_inputs  # imports onnxruntime: only when it is used
+
+        timing = time_onnxruntime(model, seeded_inputs(program.inputs))
+    report = build_report(program, image.name, len(data), timing)
+    if output is not None:
+        _will_write(output)
+        atomic_write_bytes(output, render_html(report).encode("utf-8"))
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(f"wrote {output}")
+
+
 @main.command("demo")
 @click.option(
     "--output-dir",
@@ -494,12 +553,20 @@ def inspect_command(image, as_json):
 )
 @click.pass_context
 def demo_command(ctx, output_dir):
-    """Compile, run and validate the bundled example model end to end."""
+    """Compile the bundled digits CNN in float and int8, run its test set, report.
+
+    Prints each mode's accuracy against onnxruntime and its estimated latency and energy per
+    inference, and writes each mode's image, outputs and HTML report.
+    """
     from s2c.demo import OUTPUT_FILES, run_demo
+    from s2c.progress import terminal_progress
 
     for name in OUTPUT_FILES:
         _will_write(output_dir / name)
-    ctx.exit(run_demo(output_dir, click.echo))
+    progress = terminal_progress()
+    code = run_demo(output_dir, click.echo, progress)
+    progress.done()
+    ctx.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -182,13 +182,14 @@ def _calibration_samples(graph: Graph, options: CompileOptions, warn) -> dict:
     return synthetic_inputs(graph, CALIBRATION_SAMPLES)
 
 
-def _quantise_pass(graph: Graph, options: CompileOptions, warn) -> Quantise:
+def _quantise_pass(graph: Graph, options: CompileOptions, warn, progress=None) -> Quantise:
     """The quantise pass with the user's calibration data, or seeded synthetic samples."""
     return Quantise(
         calibration=_calibration_samples(graph, options, warn),
         method=options.calib_method,
         percentile=options.percentile,
         per_tensor_weights=options.per_tensor_weights,
+        progress=progress,
     )
 
 
@@ -219,9 +220,14 @@ def compile_model(
     options: CompileOptions = CompileOptions(),
     emit: Callable[[str], None] = print,
     warn: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> CompileResult:
-    """Compile an ONNX model (path or proto) into a placed, routed program."""
+    """Compile an ONNX model (path or proto) into a placed, routed program.
+
+    `progress` hears a short status before each long step (a terminal shows it, `s2c.progress`).
+    """
     options.check()
+    status = progress or (lambda text: None)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -241,6 +247,7 @@ def compile_model(
         return _calibration_samples(float_graph, options, warn)
 
     calibration = Calibration(samples, options.calib_method, options.percentile)
+    status("reading the model")
     graph = load_onnx(source, batch=options.batch, calibration=calibration)
     lap("frontend")
     prequantised = any(value.type.quant is not None for value in graph.values())
@@ -250,10 +257,15 @@ def compile_model(
         raise UnsupportedError("model is quantised; --mode snn converts float ReLU networks")
     passes = canonicalisation(options.mode)
     if options.mode == "int8" and not prequantised:
-        passes.append(_quantise_pass(graph, options, warn))
+        passes.append(_quantise_pass(graph, options, warn, progress))
     spiking = _snn_pass(options) if options.mode == "snn" else None
     if spiking is not None:
         passes.append(spiking)
+    status(
+        {"int8": "calibrating and quantising", "snn": "calibrating and converting to spikes"}.get(
+            options.mode, "running the passes"
+        )
+    )
     manager = PassManager(passes, print_after=frozenset(options.print_after), emit=emit)
     manager.run(graph)
     if options.dump_ir:
@@ -264,11 +276,13 @@ def compile_model(
     budget = (
         machine.chip_spec.data_bytes if machine else machine_from_name("chip").chip_spec.data_bytes
     )
+    status("partitioning")
     parts = partition(graph, budget, spiking.network.layers if spiking else None)
     lap("partition")
     if machine is None:
         machine = auto_machine(parts)
     place = place_cpsat if options.placer == "cpsat" else greedy_outcome
+    status(f"placing {len(parts.slices)} slices ({options.placer})")
     outcome = place(
         [s.sram_bytes for s in parts.slices],
         [s.layer_index for s in parts.slices],
@@ -287,6 +301,7 @@ def compile_model(
     }
     if options.mode == "snn":
         metadata.update(snn_metadata(options))
+    status("routing and laying out memory")
     program = assemble(parts, placement, machine, options.mode, metadata)
     outcome.report.figures["router_entries_max"] = max(
         (len(chip.router) for chip in program.chips), default=0

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from backend.cost import Estimate
 from backend.hardware import Machine
 from backend.program import Program
 
 
-def _sram_used(pe, base: int) -> int:
+def sram_used(pe, base: int) -> int:
     """Bytes of the data region in use: up to the end of the last buffer or parameter."""
     end = base
     for kernel in pe.kernels:
@@ -28,11 +29,15 @@ def _itemsize(dtype: str) -> int:
     return np.dtype(dtype).itemsize
 
 
-def summarise(program: Program, image_bytes: int) -> dict:
-    """A JSON-ready summary: format, machine, resources used, I/O."""
+def summarise(program: Program, image_bytes: int, sram: list[int] | None = None) -> dict:
+    """A JSON-ready summary: format, machine, resources used, I/O.
+
+    `sram` may give each PE's SRAM use, in `program.pes` order, when the caller has it.
+    """
     machine = Machine.from_description(program.machine)
     base = machine.chip_spec.code_bytes
-    sram = [_sram_used(pe, base) for pe in program.pes]
+    if sram is None:
+        sram = [sram_used(pe, base) for pe in program.pes]
     pes_per_chip = Counter(pe.pe.chip for pe in program.pes)
     entries = [len(chip.router) for chip in program.chips]
     kernels = sum(len(pe.kernels) for pe in program.pes)
@@ -118,3 +123,35 @@ def _placement_lines(report: dict | None) -> list[str]:
         ]
     except (KeyError, TypeError, ValueError):
         return []
+
+
+def format_seconds(seconds: float) -> str:
+    """Seconds in the unit that reads best: s, ms or us."""
+    if seconds >= 1:
+        return f"{seconds:.3g} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} us"
+
+
+def format_joules(joules: float) -> str:
+    """Joules as J, mJ or uJ."""
+    if joules >= 1:
+        return f"{joules:.3g} J"
+    if joules >= 1e-3:
+        return f"{joules * 1e3:.3g} mJ"
+    return f"{joules * 1e6:.3g} uJ"
+
+
+def format_estimate(estimate: Estimate) -> str:
+    """Estimated latency, throughput and energy per inference, one line per performance level."""
+    lines = []
+    for i, level in enumerate(reversed(estimate.levels)):
+        label = "estimate" if i == 0 else ""
+        lines.append(
+            f"{label:<17} at {level.clock_hz / 1e6:g} MHz: latency "
+            f"{format_seconds(level.latency_seconds)}, {format_joules(level.energy_joules)} per "
+            f"inference ({format_joules(level.dynamic_joules)} above idle); pipelined "
+            f"{level.throughput_per_second:.4g}/s"
+        )
+    return "\n".join(lines)

@@ -6,6 +6,7 @@ per element, and reports the worst absolute and relative errors per output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,22 @@ def seeded_inputs(io_inputs: list[IOTensor], seed: int = 0) -> dict[str, np.ndar
 
 def run_onnxruntime(model: onnx.ModelProto | str | Path, inputs: dict[str, np.ndarray]):
     """onnxruntime's outputs (CPU, graph optimisations off, so the graph runs as written)."""
+    session = onnxruntime_session(model)
+    names = [o.name for o in session.get_outputs()]
+    feed = {i.name: inputs[i.name] for i in session.get_inputs() if i.name in inputs}
+    return dict(zip(names, session.run(names, feed)))
+
+
+def onnxruntime_session(
+    model: onnx.ModelProto | str | Path, optimise: bool = False
+) -> onnxruntime.InferenceSession:
+    """A CPU session, one thread; graph optimisations off unless `optimise` (for timing).
+
+    InputError when onnxruntime cannot load the model.
+    """
     options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if not optimise:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = 1
     payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     try:
@@ -56,9 +71,7 @@ def run_onnxruntime(model: onnx.ModelProto | str | Path, inputs: dict[str, np.nd
         raise InputError(
             f"onnxruntime cannot load the model: {str(error).splitlines()[0]}"
         ) from None
-    names = [o.name for o in session.get_outputs()]
-    feed = {i.name: inputs[i.name] for i in session.get_inputs() if i.name in inputs}
-    return dict(zip(names, session.run(names, feed)))
+    return session
 
 
 @dataclass
@@ -101,14 +114,33 @@ def compare(name: str, expected: np.ndarray, actual: np.ndarray, rtol: float, at
     )
 
 
-def interpreter_outputs(image: bytes, arrays: dict[str, np.ndarray]):
-    """Run image bytes on user arrays: (outputs in the user's layout, run stats)."""
+PROGRESS_CHUNK = 64  # samples per interpreter run when progress is shown
+
+
+def interpreter_outputs(
+    image: bytes, arrays: dict[str, np.ndarray], progress: Callable[[str], None] | None = None
+):
+    """Run image bytes on user arrays: (outputs in the user's layout, run stats).
+
+    With `progress`, more than `PROGRESS_CHUNK` samples run in chunks of that many (samples are
+    independent, so the result is the same) and each chunk is announced.
+    """
     program = decode_image(image)
     interpreter = Interpreter(program)
     stacked = stack_inputs(program.inputs, arrays, "inputs")
     single = all(tuple(arrays[io.name].shape) == tuple(io.shape) for io in program.inputs)
-    outputs, stats = interpreter.run(stacked)
-    return unstack_outputs(outputs, single), stats
+    samples = next(iter(stacked.values())).shape[0] if stacked else 1
+    if progress is None or samples <= PROGRESS_CHUNK:
+        outputs, stats = interpreter.run(stacked)
+        return unstack_outputs(outputs, single), stats
+    parts = []
+    for start in range(0, samples, PROGRESS_CHUNK):
+        stop = min(start + PROGRESS_CHUNK, samples)
+        progress(f"running inputs {start + 1}-{stop} of {samples}")
+        chunk = {name: array[start:stop] for name, array in stacked.items()}
+        parts.append(interpreter.run(chunk)[0])
+    outputs = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    return unstack_outputs(outputs, single), interpreter.per_inference.scaled(samples)
 
 
 def validate(

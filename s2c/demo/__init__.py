@@ -1,21 +1,36 @@
-"""`s2c demo`: the bundled example, end to end.
+"""`s2c demo`: the bundled digits classifier, end to end, in every mode in `DEMO_MODES`.
 
-The bundled model is the golden case `conv_pool_dense` (conv, ReLU, max pool, strided conv, dense;
-made by `golden/make_golden.py`) with its seeded input. The demo compiles it for one 48-chip
-board, writes the image, runs the image in the interpreter, writes the outputs, and compares them
-with onnxruntime on the same input.
+The bundled model is the digits CNN of `golden/digits` (Conv-ReLU x2, AvgPool, Conv-ReLU,
+AvgPool, Gemm; trained by `golden/train_digits.py`), with its held-out test set (540 images and
+labels) and its calibration samples, copied here as package data: `digits_cnn.onnx`,
+`digits_test.npz` (`input`, `labels`), `digits_calib.npz`. For each mode the demo compiles the
+model for one 48-chip board, writes the image, runs the whole test set through the image in the
+interpreter, writes the outputs, compares the accuracy with onnxruntime's on the fp32 model, prints
+the cost model's latency and energy per inference, and writes a report (`s2c report`).
+
+It passes when float mode's logits agree with onnxruntime's (the validate tolerance) and every
+other mode's accuracy is within its `accuracy_drop` (default `ACCURACY_DROP`) of onnxruntime's.
+A new mode is one more `DemoMode` in `DEMO_MODES` (the spiking mode's entry will name its
+compile options).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from backend.image import write_image
+import numpy as np
+
+from backend.cost import estimate
+from backend.image import decode_image, write_image
 from s2c.driver import CompileOptions, compile_model
-from s2c.files import read_npz, write_npz
-from s2c.summary import format_summary, summarise
+from s2c.files import atomic_write_bytes, read_npz, write_npz
+from s2c.progress import silent
+from s2c.report import build_report
+from s2c.report_html import render_html
+from s2c.summary import format_joules, format_seconds
 from s2c.validate import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -24,41 +39,108 @@ from s2c.validate import (
     run_onnxruntime,
 )
 
-# The files the demo writes into its output folder: the image and the interpreter's outputs.
-IMAGE_NAME = "demo.bin"
-OUTPUTS_NAME = "outputs.npz"
-OUTPUT_FILES = (IMAGE_NAME, OUTPUTS_NAME)
+MODEL = "digits_cnn.onnx"
+TEST_SET = "digits_test.npz"
+CALIBRATION = "digits_calib.npz"
+ACCURACY_DROP = 0.01  # a quantised mode may lose at most 1 point of test accuracy
 
 
-def run_demo(output_dir: Path, echo: Callable[[str], None]) -> int:
-    """Run the demo; returns the exit code (0 when the image agrees with onnxruntime)."""
+@dataclass(frozen=True)
+class DemoMode:
+    """One mode the demo compiles: CompileOptions fields; `calibrated` adds the calib file;
+    `accuracy_drop` is the test accuracy it may lose against onnxruntime's fp32 model (float
+    mode must match onnxruntime's logits instead)."""
+
+    mode: str
+    options: dict = field(default_factory=dict)
+    calibrated: bool = False
+    accuracy_drop: float = ACCURACY_DROP
+
+    def files(self) -> tuple[str, str, str]:
+        """Image, outputs and report file names, in the order they are written."""
+        return f"digits_{self.mode}.bin", f"outputs_{self.mode}.npz", f"report_{self.mode}.html"
+
+
+DEMO_MODES = (
+    DemoMode("float"),
+    DemoMode("int8", calibrated=True),
+    # The spiking mode slots in here, e.g. DemoMode("snn", {"timesteps": 32}, calibrated=True).
+)
+OUTPUT_FILES = tuple(name for mode in DEMO_MODES for name in mode.files())
+
+
+def run_demo(
+    output_dir: Path, echo: Callable[[str], None], progress: Callable[[str], None] | None = None
+) -> int:
+    """Run the demo; returns the exit code (0 when every mode passes)."""
+    progress = progress or silent()
     files = resources.files("s2c.demo")
     with (
-        resources.as_file(files / "model.onnx") as model,
-        resources.as_file(files / "inputs.npz") as inputs_path,
+        resources.as_file(files / MODEL) as model,
+        resources.as_file(files / TEST_SET) as test_path,
+        resources.as_file(files / CALIBRATION) as calibration,
     ):
         output_dir.mkdir(parents=True, exist_ok=True)
-        image_path = output_dir / IMAGE_NAME
-        echo(f"compiling {model.name} for one 48-chip board (float mode)")
-        result = compile_model(model, CompileOptions(), emit=echo)
-        size = write_image(result.program, image_path)
-        echo(f"wrote {image_path} ({size} bytes)")
-        echo(format_summary(summarise(result.program, size)))
-        inputs = read_npz(inputs_path)
-        outputs, stats = interpreter_outputs(image_path.read_bytes(), inputs)
-        write_npz(output_dir / OUTPUTS_NAME, outputs)
-        echo(
-            f"ran the image: {stats.packets} packets, {stats.link_hops} link hops, "
-            f"{stats.macs} MACs; wrote {output_dir / OUTPUTS_NAME}"
-        )
-        expected = run_onnxruntime(str(model), inputs)
-    ok = True
-    for name, reference in expected.items():
-        comparison = compare(name, reference, outputs[name], DEFAULT_RTOL, DEFAULT_ATOL)
-        ok &= comparison.ok
-        echo(
-            f"{name}: max abs error vs onnxruntime {comparison.max_abs_error:.3g} "
-            f"({'ok' if comparison.ok else 'FAIL'})"
-        )
+        test = read_npz(test_path)
+        reference: dict[str, np.ndarray] = {}
+        ok = True
+        for demo_mode in DEMO_MODES:
+            ok &= _run_mode(
+                demo_mode, model, calibration, test, reference, output_dir, echo, progress
+            )
     echo("PASS" if ok else "FAIL")
     return 0 if ok else 1
+
+
+def _run_mode(demo_mode, model, calibration, test, reference, output_dir, echo, progress) -> bool:
+    """Compile, run, compare and report one mode; True when it passes."""
+    image_name, outputs_name, report_name = demo_mode.files()
+    options = dict(demo_mode.options, mode=demo_mode.mode)
+    if demo_mode.calibrated:
+        options["calib"] = str(calibration)
+    echo(f"== {demo_mode.mode}: compiling {MODEL} for one 48-chip board")
+    result = compile_model(model, CompileOptions(**options), emit=echo, progress=progress)
+    image_path = output_dir / image_name
+    size = write_image(result.program, image_path)
+    data = image_path.read_bytes()
+    logits = _run_test_set(data, test["input"], progress)
+    write_npz(output_dir / outputs_name, {"logits": logits})
+    if not reference:  # onnxruntime on the fp32 model, once
+        reference.update(run_onnxruntime(str(model), {"input": test["input"]}))
+    ok = _compare(demo_mode, logits, reference["logits"], test["labels"], echo)
+    program = decode_image(data)
+    cost = estimate(program)
+    top = cost.levels[-1]
+    echo(
+        f"{demo_mode.mode}: image {size} bytes, {cost.chips_used} chip, {cost.pes_used} PEs; "
+        f"estimate at {top.clock_hz / 1e6:g} MHz: latency {format_seconds(top.latency_seconds)}, "
+        f"{format_joules(top.energy_joules)} per inference "
+        f"({format_joules(top.dynamic_joules)} above idle)"
+    )
+    html = render_html(build_report(program, image_name, size))
+    atomic_write_bytes(output_dir / report_name, html.encode("utf-8"))
+    echo(f"wrote {image_path}, {output_dir / outputs_name}, {output_dir / report_name}")
+    return ok
+
+
+def _run_test_set(data: bytes, images: np.ndarray, progress) -> np.ndarray:
+    """The image's logits for every test image (in chunks, announced to `progress`)."""
+    outputs, _ = interpreter_outputs(data, {"input": images}, progress)
+    return outputs["logits"]
+
+
+def _compare(demo_mode: DemoMode, logits, reference, labels, echo) -> bool:
+    """Print accuracy against onnxruntime's; float must match it element-wise."""
+    mode = demo_mode.mode
+    accuracy = float((logits.argmax(axis=1) == labels).mean())
+    expected = float((reference.argmax(axis=1) == labels).mean())
+    agree = float((logits.argmax(axis=1) == reference.argmax(axis=1)).mean())
+    echo(
+        f"{mode}: test accuracy {100 * accuracy:.2f} % (onnxruntime fp32 {100 * expected:.2f} %); "
+        f"same class as onnxruntime on {100 * agree:.2f} % of {len(labels)} images"
+    )
+    if mode == "float":
+        comparison = compare("logits", reference, logits, DEFAULT_RTOL, DEFAULT_ATOL)
+        echo(f"float: max abs error vs onnxruntime {comparison.max_abs_error:.3g}")
+        return comparison.ok
+    return accuracy >= expected - demo_mode.accuracy_drop

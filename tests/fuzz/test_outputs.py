@@ -240,6 +240,6 @@ def test_an_interrupted_demo_names_the_files_it_wrote(tmp_path, monkeypatch):
     folder = tmp_path / "demo"
     result = invoke("demo", "--output-dir", folder)
     assert result.exit_code == 130, result.output
-    image, outputs = folder / "demo.bin", folder / "outputs.npz"
+    image, outputs = folder / "digits_float.bin", folder / "outputs_float.npz"
     message = f"error: interrupted; only {image}, {outputs} were written, in full"
     assert result.stderr.splitlines() == [message]

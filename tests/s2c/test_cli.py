@@ -335,9 +335,14 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     result = invoke("demo", "--output-dir", "out")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1] == "PASS"
-    assert (tmp_path / "out" / "demo.bin").is_file()
-    with np.load(tmp_path / "out" / "outputs.npz") as archive:
-        assert archive.files == ["logits"]
+    assert "float: test accuracy 97.96 % (onnxruntime fp32 97.96 %)" in result.stdout
+    assert "int8: test accuracy" in result.stdout
+    for mode in ("float", "int8"):
+        assert (tmp_path / "out" / f"digits_{mode}.bin").is_file()
+        assert (tmp_path / "out" / f"report_{mode}.html").is_file()
+        with np.load(tmp_path / "out" / f"outputs_{mode}.npz") as archive:
+            assert archive.files == ["logits"]
+            assert archive["logits"].shape == (540, 10)
     assert temp_files(tmp_path / "out") == []
 
 

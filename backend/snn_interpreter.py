@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from backend.cost import LayerActivity
 from backend.program import Box
 from backend.spiking import (
     DESCRIPTOR_CHECKS,
@@ -48,6 +49,36 @@ class SpikeStats:
     link_hops: int = 0
     seconds: float = 0.0
     spikes_per_layer: dict[str, list[int]] = field(default_factory=dict)
+    synaptic_events_per_layer: dict[str, list[int]] = field(default_factory=dict)
+
+    def merged(self, other: SpikeStats) -> SpikeStats:
+        """The counts of this run and `other` (more samples of the same image) together."""
+        return SpikeStats(
+            self.samples + other.samples,
+            max(self.timesteps, other.timesteps),
+            self.spikes + other.spikes,
+            self.synaptic_events + other.synaptic_events,
+            self.packets + other.packets,
+            self.link_hops + other.link_hops,
+            self.seconds + other.seconds,
+            _add_per_layer(self.spikes_per_layer, other.spikes_per_layer),
+            _add_per_layer(self.synaptic_events_per_layer, other.synaptic_events_per_layer),
+        )
+
+    def activity(self) -> dict[str, LayerActivity]:
+        """Spikes and synaptic events of each layer per timestep in one inference (the mean over
+        the run's samples, rounded), as the cost model takes them."""
+        samples = max(self.samples, 1)
+        return {
+            layer: LayerActivity(
+                tuple(round(count / samples) for count in spikes),
+                tuple(
+                    round(count / samples)
+                    for count in self.synaptic_events_per_layer.get(layer, [0] * len(spikes))
+                ),
+            )
+            for layer, spikes in self.spikes_per_layer.items()
+        }
 
     @property
     def synaptic_events_per_second(self) -> float:
@@ -64,7 +95,18 @@ class SpikeStats:
             "seconds": self.seconds,
             "synaptic_events_per_second": self.synaptic_events_per_second,
             "spikes_per_layer_per_timestep": self.spikes_per_layer,
+            "synaptic_events_per_layer_per_timestep": self.synaptic_events_per_layer,
         }
+
+
+def _add_per_layer(
+    first: dict[str, list[int]], second: dict[str, list[int]]
+) -> dict[str, list[int]]:
+    total = {layer: list(counts) for layer, counts in first.items()}
+    for layer, counts in second.items():
+        mine = total.setdefault(layer, [0] * len(counts))
+        total[layer] = [a + b for a, b in zip(mine, counts)]
+    return total
 
 
 def prepare_spiking(interpreter: Interpreter) -> list[SpikingKernel | MaxPoolGate | None]:
@@ -158,7 +200,12 @@ class SpikingRun:
                 self._emit(members, interpreter.prepared[first](buffers, interpreter.params[first]))
                 return
             current = neurons.current(buffers)
-            self.stats.synaptic_events += neurons.synaptic_events(buffers)
+            events = neurons.synaptic_events(buffers)
+            self.stats.synaptic_events += events
+            per_layer = self.stats.synaptic_events_per_layer.setdefault(
+                kernel.layer, [0] * self.settings.timesteps
+            )
+            per_layer[step] += events
             if neurons.current_input:
                 self.constant_currents[first] = current
         membrane = self.membranes.get(first)

@@ -509,14 +509,21 @@ def inspect_command(image, as_json):
     type=click.Path(dir_okay=False, path_type=Path),
     help="The ONNX model the image came from: time onnxruntime on it here, beside the estimate.",
 )
-def report_command(image, output, as_json, model):
+@click.option(
+    "--activity",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="For an snn image: the --stats-json file of an `s2c run` of it; its spikes and synaptic "
+    "events per layer and timestep enter the estimate and the report.",
+)
+def report_command(image, output, as_json, model, activity):
     """Cost, placement map, memory and routes of IMAGE, as one self-contained HTML page.
 
-    Latency, throughput and energy are estimates of the cost model (docs/cost-model.md).
+    Latency, throughput and energy are estimates of the cost model (docs/cost-model.md). The
+    spiking activity of an snn image depends on its inputs: give it with --activity.
     """
     from backend.image import decode_image
     from s2c.files import atomic_write_bytes
-    from s2c.report import build_report, time_onnxruntime
+    from s2c.report import build_report, read_activity, time_onnxruntime
     from s2c.report_html import render_html
 
     if output is None and not as_json:
@@ -533,7 +540,8 @@ def report_command(image, output, as_json, model):
         from s2c.validate import seeded_inputs  # imports onnxruntime: only when it is used
 
         timing = time_onnxruntime(model, seeded_inputs(program.inputs))
-    report = build_report(program, image.name, len(data), timing)
+    spikes = read_activity(activity) if activity is not None else None
+    report = build_report(program, image.name, len(data), timing, spikes)
     if output is not None:
         _will_write(output)
         atomic_write_bytes(output, render_html(report).encode("utf-8"))

@@ -23,6 +23,8 @@ from backend.cost import Estimate, LayerActivity, estimate
 from backend.gc_pause import gc_paused
 from backend.hardware import Machine
 from backend.program import PECoord, Program
+from backend.snn_interpreter import SpikeStats
+from ir.errors import InputError
 from s2c.summary import sram_used, summarise
 
 GPU_REFERENCE = "gpu_energy_h200.json"
@@ -110,6 +112,25 @@ def _build_report(program, image_name, image_bytes, onnxruntime_timing, activity
         onnxruntime=onnxruntime_timing,
         activity=dict(activity or {}),
     )
+
+
+def read_activity(path: Path) -> dict[str, LayerActivity]:
+    """Per-inference spikes and synaptic events per layer and timestep, from the --stats-json
+    file of an `s2c run` of an snn image (counts over its samples, divided by the samples)."""
+    try:
+        stats = json.loads(Path(path).read_text())
+        return SpikeStats(
+            samples=int(stats["samples"]),
+            spikes_per_layer=dict(stats["spikes_per_layer_per_timestep"]),
+            synaptic_events_per_layer=dict(stats["synaptic_events_per_layer_per_timestep"]),
+        ).activity()
+    except OSError as error:
+        raise InputError(f"--activity {path}: cannot read it ({error.strerror})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise InputError(
+            f"--activity {path}: not the --stats-json of an snn run ({type(error).__name__}: "
+            f"{error})"
+        ) from None
 
 
 def gpu_reference() -> dict:

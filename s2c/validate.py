@@ -17,6 +17,7 @@ import onnxruntime
 from backend.image import decode_image, encode_image
 from backend.interpreter import Interpreter
 from backend.program import IOTensor
+from backend.snn_interpreter import SpikeStats
 from ir.errors import InputError
 from s2c.driver import CompileOptions, compile_model
 from s2c.files import atomic_write_bytes, read_npz
@@ -133,14 +134,19 @@ def interpreter_outputs(
     if progress is None or samples <= PROGRESS_CHUNK:
         outputs, stats = interpreter.run(stacked)
         return unstack_outputs(outputs, single), stats
-    parts = []
+    parts, stats = [], None
     for start in range(0, samples, PROGRESS_CHUNK):
         stop = min(start + PROGRESS_CHUNK, samples)
         progress(f"running inputs {start + 1}-{stop} of {samples}")
         chunk = {name: array[start:stop] for name, array in stacked.items()}
-        parts.append(interpreter.run(chunk)[0])
+        part, chunk_stats = interpreter.run(chunk)
+        parts.append(part)
+        spiking = isinstance(chunk_stats, SpikeStats)  # spike counts depend on the inputs
+        stats = chunk_stats.merged(stats) if spiking and stats is not None else chunk_stats
     outputs = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-    return unstack_outputs(outputs, single), interpreter.per_inference.scaled(samples)
+    if not isinstance(stats, SpikeStats):
+        stats = interpreter.per_inference.scaled(samples)
+    return unstack_outputs(outputs, single), stats
 
 
 def validate(

@@ -92,7 +92,23 @@ def test_run_writes_spike_statistics(tmp_path: Path) -> None:
     assert sorted(per_step) == ["/0/Gemm", "/2/Gemm"]
     assert all(len(steps) == 4 for steps in per_step.values())
     assert counts["spikes"] == sum(sum(steps) for steps in per_step.values())
+    events = counts["synaptic_events_per_layer_per_timestep"]
+    assert counts["synaptic_events"] == sum(sum(steps) for steps in events.values())
     assert counts["synaptic_events_per_second"] > 0
+
+    # The report takes the run's activity: the spikes it shows are the run's, per inference.
+    reported = _invoke("report", image, "--activity", stats, "--json")
+    assert reported.exit_code == 0, reported.output
+    report = json.loads(reported.output)
+    assert report["spikes_per_layer"] == {
+        layer: [round(count / counts["samples"]) for count in steps]
+        for layer, steps in sorted(per_step.items())
+    }
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"samples": 1}')
+    refused = _invoke("report", image, "--activity", broken, "--json")
+    assert refused.exit_code == 2
+    assert "--activity" in refused.output and "not the --stats-json of an snn run" in refused.output
 
 
 def test_validate_snn_compares_top1_with_fp32() -> None:

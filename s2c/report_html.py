@@ -291,6 +291,13 @@ def _layer_row(layer: LayerCost, colour: str, level: int) -> str:
 
 def _spikes_section(report: Report, colours: dict[str, str]) -> str:
     """Spikes per layer per timestep as lines (the snn hook); a placeholder for ANN images."""
+    if not report.activity and report.program.mode == "snn":
+        return (
+            '<div class=placeholder id="snn-spikes">Spikes not measured: spiking activity '
+            "depends on the inputs. Run the image with <code>s2c run --stats-json STATS.json"
+            "</code> and give the file to <code>s2c report --activity</code>; until then the "
+            "estimate leaves synaptic events out.</div>"
+        )
     if not report.activity:
         return (
             '<div class=placeholder id="snn-spikes">Spiking images only: this image is '

@@ -96,7 +96,7 @@ def compile_options(function):
         click.option(
             "--mode",
             type=click.Choice(["float", "int8"]),
-            default="float",
+            default="int8",
             show_default=True,
             help="Numerics: float runs fp32 kernels on the ARM cores; int8 quantises weights "
             "and activations and runs conv/dense on the MAC arrays (docs/numerics.md).",
@@ -384,7 +384,8 @@ def _validate_int8(model, arrays, options, as_json) -> int:
     """Print both int8 comparisons; 0 when the QDQ agreement meets the acceptance figures."""
     from s2c.validate import QDQ_MAX_STEPS, QDQ_MIN_FRACTION, validate_int8
 
-    report = validate_int8(model, _options(options), arrays)
+    warn = lambda text: click.echo(text, err=True)  # noqa: E731
+    report = validate_int8(model, _options(options), arrays, warn=warn)
     if as_json:
         click.echo(
             json.dumps(

@@ -40,7 +40,7 @@ def run_demo(output_dir: Path, echo: Callable[[str], None]) -> int:
         output_dir.mkdir(parents=True, exist_ok=True)
         image_path = output_dir / IMAGE_NAME
         echo(f"compiling {model.name} for one 48-chip board (float mode)")
-        result = compile_model(model, CompileOptions(), emit=echo)
+        result = compile_model(model, CompileOptions(mode="float"), emit=echo)
         size = write_image(result.program, image_path)
         echo(f"wrote {image_path} ({size} bytes)")
         echo(format_summary(summarise(result.program, size)))

@@ -18,7 +18,7 @@ from s2c.validate import interpreter_outputs
 @pytest.mark.parametrize("case", CASES)
 def test_golden_case_matches_onnxruntime(case: str) -> None:
     model, inputs, expected, tolerances = load_case(case)
-    result = compile_model(model, CompileOptions(), emit=lambda text: None)
+    result = compile_model(model, CompileOptions(mode="float"), emit=lambda text: None)
     outputs, stats = interpreter_outputs(encode_image(result.program), inputs)
     assert set(outputs) == set(expected)
     for name, reference in expected.items():
@@ -30,22 +30,28 @@ def test_golden_case_matches_onnxruntime(case: str) -> None:
 
 def test_multi_chip_case_uses_several_chips() -> None:
     model, _, _, _ = load_case("multi_chip")
-    result = compile_model(model, CompileOptions(), emit=lambda text: None)
+    result = compile_model(model, CompileOptions(mode="float"), emit=lambda text: None)
     chips = {pe.pe.chip for pe in result.program.pes}
     assert len(chips) > 1
 
 
 def test_same_model_and_options_give_identical_image_bytes() -> None:
     model, _, _, _ = load_case("concat_branches")
-    first = encode_image(compile_model(model, CompileOptions(), emit=lambda t: None).program)
-    second = encode_image(compile_model(model, CompileOptions(), emit=lambda t: None).program)
+    first = encode_image(
+        compile_model(model, CompileOptions(mode="float"), emit=lambda t: None).program
+    )
+    second = encode_image(
+        compile_model(model, CompileOptions(mode="float"), emit=lambda t: None).program
+    )
     assert first == second
     assert decode_image(first).pes
 
 
 def test_stacked_inputs_run_as_independent_inferences() -> None:
     model, inputs, _, _ = load_case("conv_pool_dense")
-    image = encode_image(compile_model(model, CompileOptions(), emit=lambda t: None).program)
+    image = encode_image(
+        compile_model(model, CompileOptions(mode="float"), emit=lambda t: None).program
+    )
     ((name, x),) = inputs.items()
     rng = np.random.default_rng(5)
     other = rng.standard_normal(x.shape).astype(np.float32)

@@ -1,7 +1,8 @@
 """Golden cases: compile, write the image, read it back, interpret, compare with onnxruntime.
 
 Expected outputs were recorded from onnxruntime by golden/make_golden.py; tolerances come from
-each case's case.json (with the reason for their size).
+each case's case.json (with the reason for their size). The int8 expectations are onnxruntime's
+outputs on each case's QDQ export (the exact integer computation) and must match exactly.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from backend.image import decode_image, encode_image
-from golden.cases import CASES, load_case
+from golden.cases import CASES, load_case, load_int8_outputs
 from s2c.driver import CompileOptions, compile_model
 from s2c.validate import interpreter_outputs
 
@@ -26,6 +27,18 @@ def test_golden_case_matches_onnxruntime(case: str) -> None:
             outputs[name], reference, rtol=tolerances.rtol, atol=tolerances.atol
         )
     assert stats.packets > 0
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden_case_in_int8_matches_the_stored_outputs_exactly(case: str) -> None:
+    model, inputs, _, _ = load_case(case)
+    expected = load_int8_outputs(case)
+    options = CompileOptions(mode="int8")
+    result = compile_model(model, options, emit=lambda text: None, warn=lambda text: None)
+    outputs, _ = interpreter_outputs(encode_image(result.program), inputs)
+    assert set(outputs) == set(expected)
+    for name, reference in expected.items():
+        np.testing.assert_array_equal(outputs[name], reference, err_msg=f"{case}/{name}")
 
 
 def test_multi_chip_case_uses_several_chips() -> None:

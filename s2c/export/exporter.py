@@ -44,7 +44,9 @@ MIN_OPSET = 11  # Clip, Pad and Slice take their parameters as operands from her
 PRODUCER = "s2c"
 
 
-def export_onnx(graph: Graph, opset: int = 17, *, exact_opset: bool = False) -> onnx.ModelProto:
+def export_onnx(
+    graph: Graph, opset: int = 17, *, exact_opset: bool = False, integer_ops: bool = True
+) -> onnx.ModelProto:
     """The ONNX model computing what `graph` computes (a QDQ model for a quantised graph).
 
     Args:
@@ -52,6 +54,10 @@ def export_onnx(graph: Graph, opset: int = 17, *, exact_opset: bool = False) -> 
         opset: the default-domain opset to write, in [MIN_OPSET, MAX_OPSET].
         exact_opset: when the graph needs a newer opset than `opset` (see `opset_needs`), raise
             instead of raising the opset to the lowest one that expresses every node.
+        integer_ops: write the ops the image computes in integers as that exact integer
+            computation (`integer`). False writes every quantised op as DequantizeLinear ->
+            float op -> QuantizeLinear, the usual QDQ form, which onnxruntime evaluates in fp32
+            and which is therefore not bit-exact with the image (benchmarks compare with it).
 
     Raises:
         InputError: `opset` is outside [MIN_OPSET, MAX_OPSET].
@@ -67,7 +73,7 @@ def export_onnx(graph: Graph, opset: int = 17, *, exact_opset: bool = False) -> 
         problems = [f"{why} needs opset {need}, asked for {opset}" for need, why in needs]
         raise UnsupportedError(f"cannot export at opset {opset}: {'; '.join(problems)}", problems)
     target = max([opset, *(need for need, _ in needs)])
-    return _Export(graph, target).run()
+    return _Export(graph, target, integer_ops).run()
 
 
 def opset_needs(graph: Graph) -> list[tuple[int, str]]:
@@ -100,8 +106,9 @@ def _onnx_dtype(value: Value) -> str:
 class _Export:
     """One export of one graph."""
 
-    def __init__(self, graph: Graph, opset: int) -> None:
+    def __init__(self, graph: Graph, opset: int, integer_ops: bool = True) -> None:
         self.graph = graph
+        self.integer_ops = integer_ops
         self.builder = ModelBuilder(opset)
         self.read: dict[int, str] = {}  # value -> the ONNX name its consumers read
         self.output_names: dict[int, str] = {}  # graph output value -> its reserved name
@@ -191,7 +198,7 @@ class _Export:
 
     # -- nodes ----------------------------------------------------------------------------------
     def _add_node(self, node: Node) -> None:
-        if integer_form(node):
+        if self.integer_ops and integer_form(node):
             self._add_integer_node(node)
             return
         results = [self._result_name(value) for value in node.outputs]

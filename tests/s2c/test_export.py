@@ -700,6 +700,85 @@ def test_quantised_ops_of_every_kind_match_the_qdq_semantics():
         assert np.count_nonzero(steps) <= max(1, steps.size // 100), value.name
 
 
+def quantised_elementwise() -> tuple[Graph, dict[str, np.ndarray]]:
+    """add, sub, mul, concat and a sigmoid table on two int8 inputs with general parameters."""
+    graph = Graph("qelementwise")
+    a_quant, b_quant = per_tensor(0.031, -7), per_tensor(0.017, 12)
+    a = graph.add_input("a", int8_type((2, 3, 5), a_quant))
+    b = graph.add_input("b", int8_type((2, 3, 5), b_quant))
+    plans = [
+        ("add", [a, b], (2, 3, 5), per_tensor(0.043, 3), {}),
+        ("sub", [a, b], (2, 3, 5), per_tensor(0.041, -2), {}),
+        ("mul", [a, b], (2, 3, 5), per_tensor(0.0123, 1), {}),
+        ("concat", [a, b], (2, 6, 5), per_tensor(0.029, -5), {"axis": 1}),
+        ("activation", [a], (2, 3, 5), per_tensor(1 / 256, -128), {"function": "sigmoid"}),
+    ]
+    outputs = []
+    for op, inputs, shape, quant, attrs in plans:
+        node = graph.add_node(op, inputs, [int8_type(shape, quant)], attrs, name=op)
+        outputs.append(node.outputs[0])
+    graph.outputs = outputs
+    verify(graph)
+    rng = np.random.default_rng(5)
+    return graph, {"a": rng.uniform(-4, 4, (2, 3, 5)), "b": rng.uniform(-2.3, 2.3, (2, 3, 5))}
+
+
+def integer_elementwise_reference(graph: Graph, feeds: dict[str, np.ndarray]) -> dict:
+    """docs/numerics.md's integer semantics of `quantised_elementwise`, written out in numpy."""
+    from ir.quant import multiply_by_quantized_multiplier as mbqm
+    from ir.quant import quantize_multiplier
+
+    (a, b), outputs = graph.inputs, graph.outputs
+    (sa, za), (sb, zb) = ((v.type.quant.scale[0], v.type.quant.zero_point[0]) for v in (a, b))
+    qa = quantise(feeds["a"], a.type.quant).astype(np.int64) - za
+    qb = quantise(feeds["b"], b.type.quant).astype(np.int64) - zb
+
+    def finish(value: Value, scaled: np.ndarray) -> np.ndarray:
+        quant = value.type.quant
+        q = np.clip(scaled + quant.zero_point[0], -128, 127)
+        return ((q - quant.zero_point[0]) * np.float32(quant.scale[0])).astype(np.float32)
+
+    expected = {}
+    for value, sign in zip(outputs[:2], (1, -1)):
+        twice = 2 * max(sa, sb)
+        terms = [mbqm(q << 20, *quantize_multiplier(s / twice)) for q, s in ((qa, sa), (qb, sb))]
+        total = terms[0] + sign * terms[1]
+        y_scale = value.type.quant.scale[0]
+        expected[value.name] = finish(
+            value, mbqm(total, *quantize_multiplier(twice / (2**20 * y_scale)))
+        )
+    y_scale = outputs[2].type.quant.scale[0]
+    expected[outputs[2].name] = finish(
+        outputs[2], mbqm(qa * qb, *quantize_multiplier(sa * sb / y_scale))
+    )
+    y_scale = outputs[3].type.quant.scale[0]
+    parts = [mbqm(q, *quantize_multiplier(s / y_scale)) for q, s in ((qa, sa), (qb, sb))]
+    expected[outputs[3].name] = finish(outputs[3], np.concatenate(parts, axis=1))
+    sigmoid = 1 / (1 + np.exp(-(qa * np.float32(sa)).astype(np.float32)))
+    expected[outputs[4].name] = dequantise(
+        quantise(sigmoid, outputs[4].type.quant), outputs[4].type.quant
+    )
+    return expected
+
+
+def test_quantised_elementwise_ops_are_the_exact_integer_computation():
+    graph, feeds = quantised_elementwise()
+    model = export_checked(graph)
+    op_types = {n.op_type for n in model.graph.node}
+    assert {"Gather", "Div", "Sign"} <= op_types and "Sigmoid" not in op_types
+    actual = run_onnxruntime(model, {k: v.astype(np.float32) for k, v in feeds.items()})
+    expected = integer_elementwise_reference(graph, feeds)
+    for value in graph.outputs:
+        np.testing.assert_array_equal(actual[value.name], expected[value.name], value.name)
+
+
+def test_plain_qdq_form_computes_every_quantised_op_in_float():
+    graph, _, _ = quantised_conv_dense()
+    op_types = {n.op_type for n in export_checked(graph, integer_ops=False).graph.node}
+    assert {"Conv", "Gemm", "QuantizeLinear"} <= op_types
+    assert not {"ConvInteger", "MatMulInteger"} & op_types
+
+
 def test_quantised_graph_at_an_old_opset_needs_13():
     graph, _, _ = quantised_conv_dense()
     assert max(need for need, _ in opset_needs(graph)) == 13

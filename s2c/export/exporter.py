@@ -224,6 +224,8 @@ class _Export:
     def _codes(self, value: Value) -> str:
         """The ONNX name of a quantised value's int8 codes (an initializer for a constant)."""
         if id(value) not in self.codes:
+            if not value.is_constant:  # the result of an unsupported node, already reported
+                return value.name
             data = np.asarray(value.constant_data, dtype=np.dtype(value.type.dtype))
             self.codes[id(value)] = self.builder.initializer(data, f"{value.name}/quantized")
         return self.codes[id(value)]

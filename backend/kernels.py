@@ -37,6 +37,7 @@ class PreparedKernel:
         self.output = kernel.output
         self.inputs = kernel.inputs
         self._wide: list[np.ndarray] | None = None
+        self.int8_cache: dict[str, np.ndarray] = {}  # int8 conv/dense: the converted weight
 
     def wide(self, params: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Weight (and bias) in float64, converted once.
@@ -96,7 +97,9 @@ def _split_samples(y: np.ndarray, samples: int) -> np.ndarray:
 # -- kernels --------------------------------------------------------------------------------------
 def _conv(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     if kernel.attrs.get("int8"):
-        return _split_samples(int8.conv(kernel.attrs, _merge_samples(inputs[0]), params), samples)
+        return _split_samples(
+            int8.conv(kernel.attrs, _merge_samples(inputs[0]), params, kernel.int8_cache), samples
+        )
     operands = [_merge_samples(inputs[0]).astype(np.float64), *kernel.wide(params)]
     (y,) = evaluate("conv", kernel.attrs, operands)
     return _split_samples(y.astype(np.float32), samples)
@@ -104,7 +107,7 @@ def _conv(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
 
 def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     if kernel.attrs.get("int8"):
-        return int8.dense(kernel.attrs, inputs[0], params)
+        return int8.dense(kernel.attrs, inputs[0], params, kernel.int8_cache)
     operands = [inputs[0].astype(np.float64), *kernel.wide(params)]
     (y,) = evaluate("dense", kernel.attrs, operands)
     return y.astype(np.float32)

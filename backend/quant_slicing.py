@@ -13,15 +13,17 @@ import math
 import numpy as np
 
 from backend.slicing import Layer, SliceSpec
+from ir.graph import Node
 from ir.quant import (
     INT8_MAX,
     INT8_MIN,
+    accumulator_multipliers,
     dequantise,
     quantise,
     quantize_multiplier,
-    quantize_multipliers,
 )
 from ir.reference import apply_activation
+from ir.registry import get_op
 from ir.types import TensorType
 
 INTEGER_OPS = frozenset(
@@ -72,8 +74,7 @@ def requantisation(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
     y_scale, _ = _params(layer.node.outputs[0].type)
     weight_quant = layer.node.inputs[1].type.quant
     assert weight_quant is not None
-    reals = x_scale * np.asarray(weight_quant.scale, dtype=np.float64) / y_scale
-    return quantize_multipliers(reals)
+    return accumulator_multipliers(x_scale, np.asarray(weight_quant.scale), y_scale)
 
 
 def add_int8(layer: Layer, spec: SliceSpec, partial: bool) -> SliceSpec:
@@ -138,23 +139,36 @@ def _binary(layer: Layer, spec: SliceSpec, partial: bool) -> None:
             a_scale * b_scale / y_scale
         )
         return
-    twice = 2 * max(a_scale, b_scale)
-    a_mult = quantize_multiplier(a_scale / twice)
-    b_mult = quantize_multiplier(b_scale / twice)
-    y_mult = quantize_multiplier(twice / ((1 << 20) * y_scale))
+    a_mult, b_mult, y_mult = add_rescale(a_scale, b_scale, y_scale)
     spec.attrs["rescale"] = (*a_mult, *b_mult, *y_mult)
 
 
+def add_rescale(a_scale: float, b_scale: float, y_scale: float):
+    """TFLite ADD's (multiplier, shift) pairs: each input to twice the larger input scale, and
+    that (with the 2^20 headroom shift undone) to the output scale."""
+    twice = 2 * max(a_scale, b_scale)
+    return (
+        quantize_multiplier(a_scale / twice),
+        quantize_multiplier(b_scale / twice),
+        quantize_multiplier(twice / ((1 << 20) * y_scale)),
+    )
+
+
 def _lookup_table(layer: Layer, spec: SliceSpec, partial: bool) -> None:
+    spec.params.append(("table", lookup_table(layer.node)))
+    spec.opcode = "lookup"
+
+
+def lookup_table(node: Node) -> np.ndarray:
     """Element-wise function as a table: T[i] = quantise(f(dequantise(i - 128)))."""
-    x_scale, x_zero = _params(layer.node.inputs[0].type)
-    y_scale, y_zero = _params(layer.node.outputs[0].type)
+    x_scale, x_zero = _params(node.inputs[0].type)
+    y_scale, y_zero = _params(node.outputs[0].type)
     codes = np.arange(-128, 128, dtype=np.int32)
     real = dequantise(codes, x_scale, x_zero)
-    if layer.op == "activation":
-        real = apply_activation(layer.attrs["function"], tuple(layer.attrs["params"]), real)
-    spec.params.append(("table", quantise(real, y_scale, y_zero)))
-    spec.opcode = "lookup"
+    if node.op == "activation":
+        attrs = get_op(node.op).with_defaults(node.attrs)
+        real = apply_activation(attrs["function"], tuple(attrs["params"]), real)
+    return quantise(real, y_scale, y_zero)
 
 
 def _float_island(layer: Layer, spec: SliceSpec) -> SliceSpec:

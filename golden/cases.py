@@ -475,6 +475,12 @@ def load_case(name: str) -> tuple[onnx.ModelProto, Arrays, Arrays, Tolerances]:
     return model, inputs, _load_npz(directory / "outputs.npz"), tolerances
 
 
+def load_int8_outputs(name: str) -> Arrays:
+    """The stored int8 expectation of a case (onnxruntime on its QDQ export; make_golden.py)."""
+    _spec(name)
+    return _load_npz(case_dir(name) / "outputs_int8.npz")
+
+
 # --------------------------------------------------------------------------- evaluation
 
 

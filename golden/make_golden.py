@@ -2,7 +2,14 @@
 
 For each case of `golden.cases` this builds the model from its seed, runs onnxruntime
 (CPUExecutionProvider, graph optimisations disabled) on the seeded inputs and writes
-`golden/<case>/{model.onnx, inputs.npz, outputs.npz, case.json}`. The files are
+`golden/<case>/{model.onnx, inputs.npz, outputs.npz, outputs_int8.npz, case.json}`.
+
+`outputs_int8.npz` is the int8 regression expectation: s2c quantises the model as
+`s2c compile --mode int8` does without `--calib` (seeded synthetic calibration), exports the
+quantised graph (`--emit-qdq`, which writes conv/dense/add/concat/lookups as the exact integer
+computation of docs/numerics.md), and onnxruntime runs that graph on the inputs. The values come
+from onnxruntime's arithmetic, not from the interpreter, which the test compares with them
+exactly. The files are
 byte-for-byte reproducible: the model is serialized once from a fixed proto, and the npz
 archives are written with fixed zip timestamps (`np.savez` stamps the current time).
 
@@ -70,6 +77,12 @@ def case_json(
         "outputs": _signature(outputs),
         "weights": "seeded" if seeded else "inline",
         "tolerances": {"float": {"rtol": tol.rtol, "atol": tol.atol, "why": tol.why}},
+        "int8": {
+            "outputs": "outputs_int8.npz",
+            "compile": "s2c compile --mode int8 (no --calib: seeded synthetic calibration)",
+            "reference": "onnxruntime (graph optimisations off) on the --emit-qdq model",
+            "compare": "exact",
+        },
     }
     if seeded:
         meta["seeded_initializers"] = cases.seeded_digests(name, model)
@@ -93,6 +106,16 @@ def sanity_check(
         )
 
 
+def int8_outputs(model: onnx.ModelProto, inputs: cases.Arrays) -> cases.Arrays:
+    """onnxruntime's outputs on the QDQ export of the model as s2c quantises it by default."""
+    from s2c.driver import CompileOptions, compile_model
+    from s2c.export import export_onnx
+
+    options = CompileOptions(mode="int8")
+    result = compile_model(model, options, emit=lambda text: None, warn=lambda text: None)
+    return cases.run_onnxruntime(export_onnx(result.graph), inputs)
+
+
 def render_case(name: str, check: bool = True) -> dict[str, bytes]:
     """File name -> bytes of every file of a case."""
     model, inputs = cases.build_case(name)
@@ -103,6 +126,7 @@ def render_case(name: str, check: bool = True) -> dict[str, bytes]:
         "model.onnx": cases.stored_form(name, model).SerializeToString(),
         "inputs.npz": npz_bytes(inputs),
         "outputs.npz": npz_bytes(outputs),
+        "outputs_int8.npz": npz_bytes(int8_outputs(model, inputs)),
         "case.json": case_json(name, model, inputs, outputs).encode(),
     }
 

@@ -39,6 +39,13 @@ def quantize_multipliers(reals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return multipliers.astype(np.int32), shifts.astype(np.int32)
 
 
+def accumulator_multipliers(
+    x_scale: float, weight_scales: np.ndarray, y_scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per output channel (multiplier, shift) of conv/dense: M[c] = s_x s_w[c] / s_y."""
+    return quantize_multipliers(x_scale * np.asarray(weight_scales, dtype=np.float64) / y_scale)
+
+
 def multiply_by_quantized_multiplier(
     acc: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int
 ) -> np.ndarray:

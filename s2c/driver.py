@@ -55,7 +55,7 @@ QUANTISED_IN_FLOAT_MODE = "model is quantised; compile it with --mode int8"
 class CompileOptions:
     """Everything that decides the image: same options and model give the same bytes."""
 
-    mode: str = "float"
+    mode: str = "int8"
     machine: str = "board"
     batch: int = 1
     dump_ir: bool = False

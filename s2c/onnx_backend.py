@@ -5,7 +5,10 @@ decoded image in the reference interpreter. So `onnx.backend.test.BackendTest` e
 frontend, passes, partition, placement, routing, image format and interpreter together.
 
     import s2c.onnx_backend as backend
-    outputs = backend.run_model(model, [x])
+    outputs = backend.run_model(model, [x])                  # int8, the default mode
+    outputs = backend.run_model(model, [x], mode="float")    # fp32 kernels
+
+Keyword options: `mode` ("int8" or "float"), `machine`, `batch`, as for `s2c compile`.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ class S2CBackend(Backend):
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> S2CRep:
         options = CompileOptions(
-            mode=kwargs.get("mode", "float"),
+            mode=kwargs.get("mode", "int8"),
             machine=kwargs.get("machine", "board"),
             batch=int(kwargs.get("batch", 1)),
             placer=kwargs.get("placer", "cpsat"),

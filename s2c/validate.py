@@ -242,11 +242,15 @@ def validate_int8(
     options: CompileOptions,
     inputs: dict[str, np.ndarray] | None = None,
     qdq_path: str | Path | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Int8Report:
-    """Interpreter int8 outputs against the QDQ export of the same graph and the fp32 model."""
+    """Interpreter int8 outputs against the QDQ export of the same graph and the fp32 model.
+
+    `warn` receives compile warnings (the calibration warning without --calib); default: none.
+    """
     from s2c.export import export_onnx
 
-    result = compile_model(model, options, emit=lambda text: None, warn=lambda text: None)
+    result = compile_model(model, options, emit=lambda text: None, warn=warn or (lambda text: None))
     arrays = inputs if inputs is not None else seeded_inputs(result.program.inputs)
     actual, _ = interpreter_outputs(encode_image(result.program), arrays)
     qdq = export_onnx(result.graph)

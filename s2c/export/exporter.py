@@ -27,6 +27,7 @@ from ir.graph import Graph, Node, Value
 from ir.types import QuantParams
 from ir.verifier import verify
 from s2c.export.context import ModelBuilder, NodeContext, NodeUnsupported
+from s2c.export.integer import IntegerEmitter, integer_form
 from s2c.export.qdq import (
     DEQUANTIZE_DTYPES,
     QUANTIZE_DTYPES,
@@ -43,7 +44,9 @@ MIN_OPSET = 11  # Clip, Pad and Slice take their parameters as operands from her
 PRODUCER = "s2c"
 
 
-def export_onnx(graph: Graph, opset: int = 17, *, exact_opset: bool = False) -> onnx.ModelProto:
+def export_onnx(
+    graph: Graph, opset: int = 17, *, exact_opset: bool = False, integer_ops: bool = True
+) -> onnx.ModelProto:
     """The ONNX model computing what `graph` computes (a QDQ model for a quantised graph).
 
     Args:
@@ -51,6 +54,10 @@ def export_onnx(graph: Graph, opset: int = 17, *, exact_opset: bool = False) -> 
         opset: the default-domain opset to write, in [MIN_OPSET, MAX_OPSET].
         exact_opset: when the graph needs a newer opset than `opset` (see `opset_needs`), raise
             instead of raising the opset to the lowest one that expresses every node.
+        integer_ops: write the ops the image computes in integers as that exact integer
+            computation (`integer`). False writes every quantised op as DequantizeLinear ->
+            float op -> QuantizeLinear, the usual QDQ form, which onnxruntime evaluates in fp32
+            and which is therefore not bit-exact with the image (benchmarks compare with it).
 
     Raises:
         InputError: `opset` is outside [MIN_OPSET, MAX_OPSET].
@@ -66,7 +73,7 @@ def export_onnx(graph: Graph, opset: int = 17, *, exact_opset: bool = False) -> 
         problems = [f"{why} needs opset {need}, asked for {opset}" for need, why in needs]
         raise UnsupportedError(f"cannot export at opset {opset}: {'; '.join(problems)}", problems)
     target = max([opset, *(need for need, _ in needs)])
-    return _Export(graph, target).run()
+    return _Export(graph, target, integer_ops).run()
 
 
 def opset_needs(graph: Graph) -> list[tuple[int, str]]:
@@ -99,11 +106,13 @@ def _onnx_dtype(value: Value) -> str:
 class _Export:
     """One export of one graph."""
 
-    def __init__(self, graph: Graph, opset: int) -> None:
+    def __init__(self, graph: Graph, opset: int, integer_ops: bool = True) -> None:
         self.graph = graph
+        self.integer_ops = integer_ops
         self.builder = ModelBuilder(opset)
         self.read: dict[int, str] = {}  # value -> the ONNX name its consumers read
         self.output_names: dict[int, str] = {}  # graph output value -> its reserved name
+        self.codes: dict[int, str] = {}  # quantised value -> the ONNX name of its integer codes
         self.problems: list[str] = []
 
     def run(self) -> onnx.ModelProto:
@@ -130,6 +139,7 @@ class _Export:
             quantize(self.builder, name, params, stored)
             dequantize(self.builder, stored, params, real)
             self.read[id(value)] = real
+            self.codes[id(value)] = stored
         return self._value_info(name, value)
 
     def _reserve_output_names(self) -> None:
@@ -188,6 +198,9 @@ class _Export:
 
     # -- nodes ----------------------------------------------------------------------------------
     def _add_node(self, node: Node) -> None:
+        if self.integer_ops and integer_form(node):
+            self._add_integer_node(node)
+            return
         results = [self._result_name(value) for value in node.outputs]
         try:
             operands, dtypes = self._operands(node)
@@ -196,6 +209,26 @@ class _Export:
             self.problems.append(f"'{node.name}' ({node.op}): {exc.reason}")
         for value, result in zip(node.outputs, results, strict=True):
             self.read[id(value)] = self._quantised(value, result)
+
+    def _add_integer_node(self, node: Node) -> None:
+        """A node written as integer ops (`integer`): int8 codes in, int8 codes out."""
+        (value,) = node.outputs
+        stored = self.builder.tensor_names.fresh(f"{value.name}/quantized")
+        read = node.inputs[:1] if node.op in ("conv", "dense") else node.inputs  # weights inline
+        IntegerEmitter(self.builder, node, [self._codes(v) for v in read]).emit(stored)
+        self.codes[id(value)] = stored
+        real = self._final_name(value)
+        dequantize(self.builder, stored, self._quant_tensors(value, value.type.quant), real)
+        self.read[id(value)] = real
+
+    def _codes(self, value: Value) -> str:
+        """The ONNX name of a quantised value's int8 codes (an initializer for a constant)."""
+        if id(value) not in self.codes:
+            if not value.is_constant:  # the result of an unsupported node, already reported
+                return value.name
+            data = np.asarray(value.constant_data, dtype=np.dtype(value.type.dtype))
+            self.codes[id(value)] = self.builder.initializer(data, f"{value.name}/quantized")
+        return self.codes[id(value)]
 
     def _operands(self, node: Node) -> tuple[list[str], list[str]]:
         """The ONNX names of the node's operands and the element types ONNX sees for them."""
@@ -239,6 +272,7 @@ class _Export:
         params = self._quant_tensors(value, value.type.quant)
         quantize(self.builder, result, params, stored)
         dequantize(self.builder, stored, params, real)
+        self.codes[id(value)] = stored
         return real
 
     # -- the model ------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ A quantised value (`TensorType.quant` set, real = scale * (q - zero_point)) is w
     producer (float) -> QuantizeLinear(scale, zero_point) -> q (int8) -> DequantizeLinear -> float
 
 and every consumer reads the dequantised float, so each op computes in float between a DQ and a Q,
-which is the reference semantics of docs/numerics.md (and exact for data movement and max pool).
+which is the semantics of the image's fp32 islands (and exact for data movement and max pool);
+ops the image computes in integers are written by `integer` instead.
 QuantizeLinear rounds half to even and saturates, as the host does for graph inputs. Quantised
 constants (int8 weights, int32 biases) are integer initializers followed by DequantizeLinear.
 Per-channel parameters become 1-D scale and zero-point initializers with DequantizeLinear's

@@ -42,7 +42,7 @@ def test_slices_of_rows_no_consumer_reads_are_pruned() -> None:
     assert conv_rows and all(box.start[2] <= 8 for box in conv_rows)
     assert max(box.stop[2] for box in conv_rows) >= 9  # row 8 is still computed
     assert [s.index for s in parts.slices] == list(range(len(parts.slices)))
-    results = validate(model, CompileOptions(machine="chip"))
+    results = validate(model, CompileOptions(mode="float", machine="chip"))
     assert all(r.ok for r in results)
 
 
@@ -62,5 +62,5 @@ def test_grouped_conv_is_cut_inside_groups_when_a_group_does_not_fit() -> None:
         c0, c1 = s.spec.out_box.start[1], s.spec.out_box.stop[1]
         assert c0 // per_group == (c1 - 1) // per_group  # never straddles a group boundary
         assert s.sram_bytes <= BUDGET
-    results = validate(model, CompileOptions(machine="board"))
+    results = validate(model, CompileOptions(mode="float", machine="board"))
     assert all(r.ok for r in results)

@@ -223,7 +223,9 @@ def test_a_slice_larger_than_a_pe_is_the_greedy_resource_error() -> None:
 
 def test_traffic_matches_the_flows_the_assembler_routes() -> None:
     model, _, _, _ = load_case("concat_branches")
-    parts = compile_model(model, CompileOptions(placer="greedy"), emit=lambda t: None).partition
+    parts = compile_model(
+        model, CompileOptions(mode="float", placer="greedy"), emit=lambda t: None
+    ).partition
     traffic = slice_traffic(parts)
     senders = backend.assemble._senders(parts)
     sources = backend.assemble._sources_by_port(parts, senders)
@@ -411,7 +413,7 @@ def test_compression_lets_a_tiny_router_run_the_multi_chip_model(tmp_path: Path,
     model, inputs, expected, tolerances = load_case("multi_chip")
     machine_file = tmp_path / "tiny-routers.json"
     machine_file.write_text(json.dumps({"machine": "board", "router_entries": 5}))
-    options = CompileOptions(machine=str(machine_file), placer="cpsat")
+    options = CompileOptions(mode="float", machine=str(machine_file), placer="cpsat")
     result = compile_model(model, options, emit=lambda text: None)
     assert max(len(chip.router) for chip in result.program.chips) <= 5
     outputs, _ = interpreter_outputs(backend.image.encode_image(result.program), inputs)
@@ -434,8 +436,8 @@ def test_compression_lets_a_tiny_router_run_the_multi_chip_model(tmp_path: Path,
 
 def test_cpsat_compile_is_deterministic_and_reported() -> None:
     model, _, _, _ = load_case("multi_chip")
-    first = compile_model(model, CompileOptions(placer="cpsat"), emit=lambda t: None)
-    second = compile_model(model, CompileOptions(placer="cpsat"), emit=lambda t: None)
+    first = compile_model(model, CompileOptions(mode="float", placer="cpsat"), emit=lambda t: None)
+    second = compile_model(model, CompileOptions(mode="float", placer="cpsat"), emit=lambda t: None)
     assert backend.image.encode_image(first.program) == backend.image.encode_image(second.program)
     report = json.loads(first.program.metadata["placement"])
     assert report["placer"] == "cpsat"
@@ -446,9 +448,9 @@ def test_cpsat_compile_is_deterministic_and_reported() -> None:
 
 def test_placer_options_are_checked() -> None:
     with pytest.raises(InputError, match="--placer 'best'"):
-        CompileOptions(placer="best").check()
+        CompileOptions(mode="float", placer="best").check()
     with pytest.raises(InputError, match="--place-time must be > 0"):
-        CompileOptions(place_time=0).check()
+        CompileOptions(mode="float", place_time=0).check()
 
 
 def test_random_placements_never_beat_the_bound() -> None:

@@ -53,7 +53,9 @@ def _write_case(models: dict[str, onnx.ModelProto], root: Path, index: int) -> t
 
 
 def _compile(path: Path) -> None:
-    result = compile_model(path, CompileOptions(), emit=lambda text: None, warn=lambda text: None)
+    result = compile_model(
+        path, CompileOptions(mode="float"), emit=lambda text: None, warn=lambda text: None
+    )
     encode_image(result.program)
 
 
@@ -365,7 +367,14 @@ def invoke(*args) -> object:
 
 
 def test_the_unbroken_model_compiles(tmp_path):
-    result = invoke("compile", edited(lambda model: None)(tmp_path), "-o", tmp_path / "out.bin")
+    result = invoke(
+        "compile",
+        "--mode",
+        "float",
+        edited(lambda model: None)(tmp_path),
+        "-o",
+        tmp_path / "out.bin",
+    )
     assert result.exit_code == 0, result.stderr
 
 
@@ -374,7 +383,7 @@ def test_a_broken_model_gets_one_error_line_naming_the_culprit(tmp_path, case):
     write, kind, words = BAD_MODELS[case]
     model = write(tmp_path)
     image = tmp_path / "out.bin"
-    result = invoke("compile", model, "-o", image)
+    result = invoke("compile", "--mode", "float", model, "-o", image)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.exit_code == 2, result.output + result.stderr
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -382,7 +391,9 @@ def test_a_broken_model_gets_one_error_line_naming_the_culprit(tmp_path, case):
         assert word in errors[0], errors[0]
     assert not image.exists()
     with pytest.raises(Exception) as raised:
-        compile_model(model, CompileOptions(), emit=lambda text: None, warn=lambda text: None)
+        compile_model(
+            model, CompileOptions(mode="float"), emit=lambda text: None, warn=lambda text: None
+        )
     assert type(raised.value).__name__ == kind, raised.value
 
 
@@ -390,5 +401,5 @@ def test_an_unused_input_compiles(tmp_path):
     """An input no node reads is valid ONNX (onnxruntime runs it): it compiles."""
     model = edited(unused_input)(tmp_path)
     assert load_onnx(model).inputs[1].name == "spare"
-    result = invoke("compile", model, "-o", tmp_path / "out.bin")
+    result = invoke("compile", "--mode", "float", model, "-o", tmp_path / "out.bin")
     assert result.exit_code == 0, result.stderr

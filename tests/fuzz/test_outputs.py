@@ -43,7 +43,7 @@ def multi_chip(tmp_path_factory) -> dict[str, Path]:
     model = folder / "multi_chip.onnx"
     onnx.save(build_model("multi_chip"), str(model))
     image = folder / "multi_chip.bin"
-    assert cli(["compile", model, "-o", image, "--quiet"]).returncode == 0
+    assert cli(["compile", "--mode", "float", model, "-o", image, "--quiet"]).returncode == 0
     inputs = folder / "stack.npz"
     np.savez(inputs, input=np.random.default_rng(0).standard_normal((1500, 1024), np.float32))
     return {"model": model, "image": image, "inputs": inputs}
@@ -77,7 +77,17 @@ def cpu_seconds(pid: int) -> float:
 
 def interrupt_compile(model: Path, image: Path, delay: float) -> tuple[int, str]:
     """Compile, SIGINT `delay` seconds after the first pass printed; (exit code, stderr)."""
-    args = ["compile", model, "-o", image, "--print-after", "constant-fold", "--quiet"]
+    args = [
+        "compile",
+        "--mode",
+        "float",
+        model,
+        "-o",
+        image,
+        "--print-after",
+        "constant-fold",
+        "--quiet",
+    ]
     with subprocess.Popen(
         command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env()
     ) as process:
@@ -164,7 +174,7 @@ def small(tmp_path_factory) -> dict[str, Path]:
     model = folder / "mlp.onnx"
     model.write_bytes((ROOT / "golden" / "mlp" / "model.onnx").read_bytes())
     image = folder / "mlp.bin"
-    assert invoke("compile", model, "-o", image, "--quiet").exit_code == 0
+    assert invoke("compile", "--mode", "float", model, "-o", image, "--quiet").exit_code == 0
     inputs = folder / "x.npz"
     program = decode_image(image.read_bytes())
     np.savez(inputs, **{io.name: np.zeros(io.shape, np.float32) for io in program.inputs})
@@ -203,7 +213,11 @@ def test_compile_output_never_replaces_the_model_even_through_a_link(small, tmp_
     link = tmp_path / "link.bin"
     link.symlink_to(small["model"])
     model_bytes = small["model"].read_bytes()
-    refused(invoke("compile", small["model"], "-o", link), "-o", "would overwrite the input model")
+    refused(
+        invoke("compile", "--mode", "float", small["model"], "-o", link),
+        "-o",
+        "would overwrite the input model",
+    )
     qdq = ("--mode", "int8", "--emit-qdq")
     refused(invoke("compile", small["model"], *qdq, small["model"]), "--emit-qdq", "input model")
     both = tmp_path / "both.onnx"
@@ -222,7 +236,7 @@ def test_an_interrupt_after_the_image_names_what_was_written(small, tmp_path, mo
     monkeypatch.setattr(s2c.export, "export_onnx", interrupted)
     image, qdq = tmp_path / "m.bin", tmp_path / "m.qdq.onnx"
     args = ("-o", image, "--mode", "int8", "--emit-qdq", qdq, "--quiet")
-    result = invoke("compile", small["model"], *args)
+    result = invoke("compile", "--mode", "float", small["model"], *args)
     assert result.exit_code == 130, result.output
     assert result.stderr.splitlines() == [f"error: interrupted; only {image} was written, in full"]
     decode_image(image.read_bytes())

@@ -40,14 +40,21 @@ def multi_chip(tmp_path_factory) -> Path:
 
 def test_multi_chip_on_one_chip_names_pes_needed_and_available_and_a_machine(multi_chip, tmp_path):
     image = tmp_path / "out.bin"
-    line = error_line(invoke("compile", multi_chip, "--machine", "chip", "-o", image))
+    line = error_line(
+        invoke("compile", "--mode", "float", multi_chip, "--machine", "chip", "-o", image)
+    )
     needed = re.search(r"needs (\d+) PEs", line)
     assert needed and int(needed[1]) > 148, line
     assert "machine 'chip' has 148" in line
     assert "--machine board" in line
     assert not image.exists()
     # The suggestion is right: the board holds it.
-    assert invoke("compile", multi_chip, "--machine", "board", "-o", image).exit_code == 0
+    assert (
+        invoke(
+            "compile", "--mode", "float", multi_chip, "--machine", "board", "-o", image
+        ).exit_code
+        == 0
+    )
 
 
 def relu_model(path: Path, elements: int) -> Path:
@@ -62,7 +69,9 @@ def relu_model(path: Path, elements: int) -> Path:
 def test_a_result_larger_than_the_machine_names_bytes_and_a_machine(tmp_path):
     """10 M floats (40 MB) exceed the 148 PEs x 92 KiB of one chip; a board holds them."""
     model = relu_model(tmp_path / "wide.onnx", 10_000_000)
-    line = error_line(invoke("compile", model, "--machine", "chip", "-o", tmp_path / "o.bin"))
+    line = error_line(
+        invoke("compile", "--mode", "float", model, "--machine", "chip", "-o", tmp_path / "o.bin")
+    )
     for words in ("'relu' (activation)", "'y'", "needs 40000000 bytes of SRAM"):
         assert words in line, line
     capacity = 148 * (128 - 32 - 4) * 1024
@@ -73,7 +82,9 @@ def test_a_result_larger_than_the_machine_names_bytes_and_a_machine(tmp_path):
 @pytest.mark.parametrize("machine", ["board", "auto"])
 def test_a_result_no_machine_holds_says_so(tmp_path, machine):
     model = relu_model(tmp_path / "huge.onnx", 1 << 40)
-    line = error_line(invoke("compile", model, "--machine", machine, "-o", tmp_path / "o.bin"))
+    line = error_line(
+        invoke("compile", "--mode", "float", model, "--machine", machine, "-o", tmp_path / "o.bin")
+    )
     assert f"needs {4 << 40} bytes of SRAM" in line
     assert line.endswith("no machine of up to 720 boards is large enough"), line
 
@@ -89,7 +100,9 @@ def test_the_largest_result_is_the_one_named(tmp_path):
     graph = helper.make_graph(nodes, "two", [x], [y])
     model = tmp_path / "two.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
-    line = error_line(invoke("compile", model, "--machine", "chip", "-o", tmp_path / "o.bin"))
+    line = error_line(
+        invoke("compile", "--mode", "float", model, "--machine", "chip", "-o", tmp_path / "o.bin")
+    )
     assert "'large' (concat)" in line and f"needs {np.float32().nbytes * 10_000_000} bytes" in line
 
 
@@ -106,6 +119,6 @@ def test_an_input_larger_than_an_image_carries_is_refused_at_compile_time(tmp_pa
     graph = helper.make_graph([node], "slice", [x], [y], [starts, ends, axes])
     model = tmp_path / "slice.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
-    line = error_line(invoke("compile", model, "-o", tmp_path / "o.bin"))
+    line = error_line(invoke("compile", "--mode", "float", model, "-o", tmp_path / "o.bin"))
     assert "graph input 'x'" in line and "needs 320000000 bytes per inference" in line, line
     assert line.endswith("an image carries inputs and outputs of up to 268435456 bytes each")

@@ -110,7 +110,7 @@ def built(tmp_path_factory) -> dict[str, Path]:
     model = folder / "tiny.onnx"
     onnx.save(dense_relu_model(), str(model))
     image = folder / "tiny.bin"
-    result = invoke("compile", model, "-o", image, "--quiet")
+    result = invoke("compile", "--mode", "float", model, "-o", image, "--quiet")
     assert result.exit_code == 0, result.output
     inputs = folder / "x.npz"
     np.savez(inputs, x=sample_inputs())
@@ -127,7 +127,7 @@ def model_path(tmp_path: Path) -> Path:
 
 # -- compile ----------------------------------------------------------------------------------
 def test_compile_writes_model_bin_next_to_the_model_and_prints_a_summary(model_path: Path) -> None:
-    result = invoke("compile", model_path)
+    result = invoke("compile", "--mode", "float", model_path)
     assert result.exit_code == 0, result.output
     image = model_path.with_suffix(".bin")
     assert image.is_file()
@@ -141,7 +141,7 @@ def test_compile_writes_model_bin_next_to_the_model_and_prints_a_summary(model_p
 
 def test_compile_output_option_and_quiet(model_path: Path, tmp_path: Path) -> None:
     image = tmp_path / "elsewhere.bin"
-    result = invoke("compile", model_path, "-o", image, "--quiet")
+    result = invoke("compile", "--mode", "float", model_path, "-o", image, "--quiet")
     assert result.exit_code == 0, result.output
     assert image.read_bytes()[:6] == b"S2CIMG"
     assert not model_path.with_suffix(".bin").exists()
@@ -149,7 +149,7 @@ def test_compile_output_option_and_quiet(model_path: Path, tmp_path: Path) -> No
 
 
 def test_compile_dump_ir_prints_the_graph(model_path: Path, tmp_path: Path) -> None:
-    result = invoke("compile", model_path, "-o", tmp_path / "t.bin", "--dump-ir")
+    result = invoke("compile", "--mode", "float", model_path, "-o", tmp_path / "t.bin", "--dump-ir")
     assert result.exit_code == 0, result.output
     assert "graph @tiny(" in result.stdout
 
@@ -165,7 +165,9 @@ def test_compile_print_after_a_pass(model_path: Path, tmp_path: Path) -> None:
 
 def test_compile_print_after_an_unknown_pass_is_one_line(model_path: Path, tmp_path: Path) -> None:
     image = tmp_path / "t.bin"
-    result = invoke("compile", model_path, "-o", image, "--print-after", "nonsense")
+    result = invoke(
+        "compile", "--mode", "float", model_path, "-o", image, "--print-after", "nonsense"
+    )
     line = assert_refused(result, "--print-after", "'nonsense'", absent=(image,))
     assert "fuse-activation" in line  # the passes that exist
 
@@ -173,7 +175,9 @@ def test_compile_print_after_an_unknown_pass_is_one_line(model_path: Path, tmp_p
 @pytest.mark.parametrize(("machine", "chips"), [("chip", 1), ("auto", 1), ("board", 48)])
 def test_compile_machine_option(model_path: Path, tmp_path: Path, machine: str, chips: int) -> None:
     image = tmp_path / "t.bin"
-    result = invoke("compile", model_path, "-o", image, "--machine", machine, "--quiet")
+    result = invoke(
+        "compile", "--mode", "float", model_path, "-o", image, "--machine", machine, "--quiet"
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(invoke("inspect", image, "--json").stdout)
     assert summary["machine"] == ("chip" if machine == "auto" else machine)
@@ -182,7 +186,12 @@ def test_compile_machine_option(model_path: Path, tmp_path: Path, machine: str, 
 
 def test_compile_batch_binds_the_dynamic_axis(model_path: Path, tmp_path: Path) -> None:
     image = tmp_path / "t.bin"
-    assert invoke("compile", model_path, "-o", image, "--batch", "2", "--quiet").exit_code == 0
+    assert (
+        invoke(
+            "compile", "--mode", "float", model_path, "-o", image, "--batch", "2", "--quiet"
+        ).exit_code
+        == 0
+    )
     summary = json.loads(invoke("inspect", image, "--json").stdout)
     assert summary["inputs"][0]["shape"] == [2, 4]
     assert summary["outputs"][0]["shape"] == [2, 3]
@@ -190,7 +199,7 @@ def test_compile_batch_binds_the_dynamic_axis(model_path: Path, tmp_path: Path) 
 
 def test_compile_batch_zero_is_a_usage_error(model_path: Path, tmp_path: Path) -> None:
     image = tmp_path / "t.bin"
-    result = invoke("compile", model_path, "-o", image, "--batch", "0")
+    result = invoke("compile", "--mode", "float", model_path, "-o", image, "--batch", "0")
     assert result.exit_code == 2
     assert "--batch" in result.stderr
     assert "Traceback" not in result.output
@@ -199,7 +208,7 @@ def test_compile_batch_zero_is_a_usage_error(model_path: Path, tmp_path: Path) -
 
 def test_compile_refuses_to_overwrite_the_input_model(model_path: Path) -> None:
     before = model_path.read_bytes()
-    result = invoke("compile", model_path, "-o", model_path)
+    result = invoke("compile", "--mode", "float", model_path, "-o", model_path)
     assert_refused(result, "overwrite", model_path.name)
     assert model_path.read_bytes() == before
     assert temp_files(model_path.parent) == []
@@ -304,14 +313,33 @@ def test_run_stats_and_stats_json(built, tmp_path) -> None:
 
 # -- validate and demo ------------------------------------------------------------------------
 def test_validate_passes_and_prints_pass(model_path: Path) -> None:
-    result = invoke("validate", model_path)
+    result = invoke("validate", "--mode", "float", model_path)
     assert result.exit_code == 0, result.output
     assert "y: max abs error" in result.stdout
     assert "PASS" in result.stdout
 
 
+def test_int8_is_the_default_mode_and_warns_once_without_calib(model_path: Path) -> None:
+    compiled = invoke("compile", model_path, "-o", model_path.with_suffix(".int8.bin"))
+    assert compiled.exit_code == 0, compiled.output
+    assert "mode              int8" in compiled.stdout
+    assert compiled.stderr.count("no --calib given") == 1
+    validated = invoke("validate", model_path)
+    assert validated.exit_code == 0, validated.output
+    assert "y: against the QDQ model: 100.00 %" in validated.stdout
+    assert validated.stderr.count("no --calib given") == 1
+
+
 def test_validate_json_on_a_golden_model() -> None:
-    result = invoke("validate", GOLDEN_MLP, "--json", "--inputs", GOLDEN_MLP.parent / "inputs.npz")
+    result = invoke(
+        "validate",
+        "--mode",
+        "float",
+        GOLDEN_MLP,
+        "--json",
+        "--inputs",
+        GOLDEN_MLP.parent / "inputs.npz",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["ok"] is True
@@ -325,7 +353,7 @@ def test_validate_json_on_a_golden_model() -> None:
 def test_validate_inputs_that_run_accepts_give_no_internal_error(tmp_path: Path, case: str) -> None:
     shape, dtype = ((1, 64), np.float64) if case == "float64 inputs" else ((3, 64), np.float32)
     np.savez(tmp_path / "in.npz", input=np.ones(shape, dtype))
-    result = invoke("validate", GOLDEN_MLP, "--inputs", tmp_path / "in.npz")
+    result = invoke("validate", "--mode", "float", GOLDEN_MLP, "--inputs", tmp_path / "in.npz")
     assert result.exit_code == 0, result.output
     assert "internal error" not in result.stderr
 
@@ -437,12 +465,12 @@ def test_compile_bad_model_is_one_line_and_writes_nothing(tmp_path: Path, case: 
     write, names = BAD_MODELS[case]
     model = write(tmp_path)
     image = model.parent / "out.bin"
-    result = invoke("compile", model, "-o", image)
+    result = invoke("compile", "--mode", "float", model, "-o", image)
     assert_refused(result, *names, absent=(image, model.with_suffix(".bin")))
 
 
 def test_validate_bad_model_is_one_line(tmp_path: Path) -> None:
-    result = invoke("validate", write_unsupported_ops(tmp_path))
+    result = invoke("validate", "--mode", "float", write_unsupported_ops(tmp_path))
     assert_refused(result, "'round_node'", "'hardmax_node'")
 
 
@@ -569,7 +597,7 @@ def test_compile_write_failure_leaves_no_partial_image(
     fresh = folder / "fresh.bin"
     monkeypatch.setattr(os, function, failing(exception))
     for image in (kept, fresh):
-        result = invoke("compile", model_path, "-o", image)
+        result = invoke("compile", "--mode", "float", model_path, "-o", image)
         assert result.exit_code == code, result.output
         assert len(error_lines(result)) == 1
         assert "Traceback" not in result.output

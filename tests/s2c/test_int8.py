@@ -73,7 +73,7 @@ def test_int8_weight_bytes_are_at_most_a_third_of_float() -> None:
             if ref.role == "weight"
         )
 
-    float_program = compile_model(model, CompileOptions(), emit=lambda t: None).program
+    float_program = compile_model(model, CompileOptions(mode="float"), emit=lambda t: None).program
     int8_program = _compile_int8(model).program
     assert weight_bytes(int8_program) <= 0.3 * weight_bytes(float_program)
 

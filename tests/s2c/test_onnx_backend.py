@@ -29,10 +29,12 @@ from s2c.onnx_backend import S2CBackend, S2CRep
 
 
 class AutoMachineBackend(S2CBackend):
-    """`S2CBackend` that compiles for the smallest machine that holds the model by default."""
+    """`S2CBackend` in float mode (the suite compares with fp32 outputs) that compiles for the
+    smallest machine that holds the model by default."""
 
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> S2CRep:
+        kwargs.setdefault("mode", "float")
         kwargs.setdefault("machine", "auto")
         kwargs.setdefault("placer", "greedy")  # numerics only; placement is tested apart
         return super().prepare(model, device, **kwargs)

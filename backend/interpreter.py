@@ -27,10 +27,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from backend.hardware import Machine
-from backend.kernels import PreparedKernel
+from backend.kernels import ACCUMULATE, PreparedKernel
 from backend.program import Box, Kernel, PECoord, Program, TensorRef
 from backend.route import TableIndex, simulate_delivery
-from backend.schedule import firing_schedule
+from backend.schedule import FiringGroup, firing_schedule
 from backend.stats import mac_count
 from ir.errors import InputError
 from ir.quant import dequantise, quantise
@@ -115,6 +115,25 @@ def _read_param(ref: TensorRef, blocks: list[tuple[int, bytes]], where: str) -> 
     return array.astype(ref.dtype, copy=True).reshape(ref.shape)
 
 
+def _stack_params(params: list[dict[str, np.ndarray]], group: FiringGroup, kernel: Kernel):
+    """The parameters of each unit of a group, in the accumulation type.
+
+    Stacked on a new leading axis; or, when the units share their inputs, joined along the output
+    channels (dense weight [K, N]: axis 1; conv weight [M, ...] and bias [M]: axis 0) into one
+    wider layer.
+    """
+    firsts = group.unit_firsts()
+    result = {}
+    for role in params[firsts[0]]:
+        arrays = [params[first][role] for first in firsts]
+        if not group.shared:
+            result[role] = np.stack(arrays).astype(ACCUMULATE)
+            continue
+        axis = 1 if role == "weight" and kernel.opcode == "dense" else 0
+        result[role] = np.concatenate(arrays, axis=axis).astype(ACCUMULATE)
+    return result
+
+
 class Interpreter:
     """Loads a `Program` (as read from an image) and runs inferences on it."""
 
@@ -136,6 +155,11 @@ class Interpreter:
         self.fills = [[_fill_plan(port) for port in k.inputs] for _, k in self.kernels]
         self._check_ports()
         self.schedule = firing_schedule([k for _, k in self.kernels], self.params)
+        self.stacked_params = {
+            group.members[0]: _stack_params(self.params, group, self.kernels[group.members[0]][1])
+            for group in self.schedule
+            if group.units > 1
+        }
         self.per_inference = self._static_counts()
         self.output_plans = [
             [(key, box.relative_to(Box.full(io.shape))) for box, (key, _) in zip(io.boxes, io.keys)]
@@ -223,27 +247,36 @@ class Interpreter:
                     data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
                 )
         for group in self.schedule:
-            self._fire(group.members, payloads, samples)
+            self._fire(group, payloads, samples)
         outputs = {
             io.name: _assemble(io, plan, payloads, samples)
             for io, plan in zip(self.program.outputs, self.output_plans)
         }
         return outputs, self.per_inference.scaled(samples)
 
-    def _fire(self, members: tuple[int, ...], payloads: dict[int, np.ndarray], samples: int):
-        """Fire identical kernels at once: their buffers stacked along the samples axis."""
+    def _fire(self, group: FiringGroup, payloads: dict[int, np.ndarray], samples: int):
+        """Fire a group at once: its members' buffers stacked along the samples axis."""
+        members = group.members
         first = members[0]
-        if len(members) == 1:
+        filled = members[: len(members) // group.units] if group.shared else members
+        if len(filled) == 1:
             buffers = [_fill(plan, payloads, samples) for plan in self.fills[first]]
         else:
             buffers = []
             for port, plan in enumerate(self.fills[first]):
-                stacked = np.empty((len(members) * samples, *plan.shape), dtype=plan.dtype)
-                for position, member in enumerate(members):
+                stacked = np.empty((len(filled) * samples, *plan.shape), dtype=plan.dtype)
+                for position, member in enumerate(filled):
                     target = stacked[position * samples : (position + 1) * samples]
                     _fill_into(self.fills[member][port], payloads, target)
                 buffers.append(stacked)
-        result = self.prepared[first](buffers, self.params[first])
+        if group.shared:
+            joined = self.stacked_params[first]
+            result = self.prepared[first].call_shared(buffers, joined, group.units)
+        elif group.units > 1:
+            stacked = self.stacked_params[first]
+            result = self.prepared[first].call_stacked(buffers, stacked, group.units)
+        else:
+            result = self.prepared[first](buffers, self.params[first])
         dtype = self.kernels[first][1].output.dtype
         for position, member in enumerate(members):
             part = result[position * samples : (position + 1) * samples]

@@ -27,10 +27,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from backend.hardware import Machine
-from backend.kernels import PreparedKernel
+from backend.kernels import ACCUMULATE, PreparedKernel
 from backend.program import Box, Kernel, PECoord, Program, TensorRef
 from backend.route import TableIndex, simulate_delivery
-from backend.schedule import firing_schedule
+from backend.schedule import FiringGroup, firing_schedule
 from backend.snn_interpreter import SpikeStats, SpikingRun, prepare_spiking
 from backend.stats import mac_count
 from ir.errors import InputError
@@ -116,6 +116,25 @@ def _read_param(ref: TensorRef, blocks: list[tuple[int, bytes]], where: str) -> 
     return array.astype(ref.dtype, copy=True).reshape(ref.shape)
 
 
+def _stack_params(params: list[dict[str, np.ndarray]], group: FiringGroup, kernel: Kernel):
+    """The parameters of each unit of a group, in the accumulation type.
+
+    Stacked on a new leading axis; or, when the units share their inputs, joined along the output
+    channels (dense weight [K, N]: axis 1; conv weight [M, ...] and bias [M]: axis 0) into one
+    wider layer.
+    """
+    firsts = group.unit_firsts()
+    result = {}
+    for role in params[firsts[0]]:
+        arrays = [params[first][role] for first in firsts]
+        if not group.shared:
+            result[role] = np.stack(arrays).astype(ACCUMULATE)
+            continue
+        axis = 1 if role == "weight" and kernel.opcode == "dense" else 0
+        result[role] = np.concatenate(arrays, axis=axis).astype(ACCUMULATE)
+    return result
+
+
 class Interpreter:
     """Loads a `Program` (as read from an image) and runs inferences on it."""
 
@@ -138,6 +157,11 @@ class Interpreter:
         self._check_ports()
         self.schedule = firing_schedule([k for _, k in self.kernels], self.params)
         self.spiking = prepare_spiking(self) if program.mode == "snn" else []
+        self.stacked_params = {
+            group.members[0]: _stack_params(self.params, group, self.kernels[group.members[0]][1])
+            for group in self.schedule
+            if group.units > 1
+        }
         self.per_inference = self._static_counts()
         self.output_plans = [
             [(key, box.relative_to(Box.full(io.shape))) for box, (key, _) in zip(io.boxes, io.keys)]
@@ -240,7 +264,7 @@ class Interpreter:
                     data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
                 )
         for group in self.schedule:
-            self._fire(group.members, payloads, samples)
+            self._fire(group, payloads, samples)
         outputs = {
             io.name: _assemble(io, plan, payloads, samples)
             for io, plan in zip(self.program.outputs, self.output_plans)
@@ -263,11 +287,21 @@ class Interpreter:
             buffers.append(stacked)
         return buffers
 
-    def _fire(self, members: tuple[int, ...], payloads: dict[int, np.ndarray], samples: int):
-        """Fire identical kernels at once: their buffers stacked along the samples axis."""
+    def _fire(self, group: FiringGroup, payloads: dict[int, np.ndarray], samples: int):
+        """Fire a group at once: its members' buffers stacked along the samples axis (a shared
+        group fills only its first block: every block reads the same inputs)."""
+        members = group.members
         first = members[0]
-        buffers = self.buffers(members, payloads, samples)
-        result = self.prepared[first](buffers, self.params[first])
+        filled = members[: len(members) // group.units] if group.shared else members
+        buffers = self.buffers(filled, payloads, samples)
+        if group.shared:
+            joined = self.stacked_params[first]
+            result = self.prepared[first].call_shared(buffers, joined, group.units)
+        elif group.units > 1:
+            stacked = self.stacked_params[first]
+            result = self.prepared[first].call_stacked(buffers, stacked, group.units)
+        else:
+            result = self.prepared[first](buffers, self.params[first])
         dtype = self.kernels[first][1].output.dtype
         for position, member in enumerate(members):
             part = result[position * samples : (position + 1) * samples]

@@ -11,6 +11,7 @@ what the Cortex-M4F's single-precision FPU computes up to summation order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,9 +20,15 @@ from backend import kernels_int8 as int8
 from backend.program import Kernel
 from ir.errors import InternalError
 from ir.reference import apply_activation, evaluate
+from ir.reference.conv import im2col, pad_zero
+from ir.reference.window import output_spatial
 from ir.registry import OPS, get_op
 
 Arrays = Sequence[np.ndarray]
+# Float conv and dense sum their products in float64 and round once to float32, so a sum does not
+# depend on how a layer was sliced or batched, nor on BLAS blocking: equal sums give equal bits
+# in every slice (see docs/numerics.md).
+ACCUMULATE = np.float64
 
 
 class PreparedKernel:
@@ -40,15 +47,9 @@ class PreparedKernel:
         self.int8_cache: dict[str, np.ndarray] = {}  # int8 conv/dense: the converted weight
 
     def wide(self, params: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Weight (and bias) in float64, converted once.
-
-        Float conv and dense accumulate in float64 and round once to float32, so a sum does not
-        depend on how the layer was sliced or on the BLAS blocking of the slice's shape: equal
-        sums give equal bits in every slice (an fp32 loop on the PE would round each step).
-        """
+        """Weight (and bias) in the accumulation type (float64), converted once."""
         if self._wide is None:
-            roles = ["weight", "bias"] if "bias" in params else ["weight"]
-            self._wide = [params[role].astype(np.float64) for role in roles]
+            self._wide = [array.astype(ACCUMULATE) for array in _weight_and_bias(params)]
         return self._wide
 
     def __call__(self, inputs: Arrays, params: dict[str, np.ndarray]) -> np.ndarray:
@@ -64,6 +65,34 @@ class PreparedKernel:
                 f"kernel {kernel.layer}#{kernel.slice_index} ({kernel.opcode}) computed "
                 f"{result.shape[1:]}, its output box is {self.out_shape}"
             )
+        return result
+
+    def call_stacked(self, inputs: Arrays, params: dict[str, np.ndarray], units: int) -> np.ndarray:
+        """Fire `units` parameter sets at once (see `backend.schedule`).
+
+        `inputs` hold the units' buffers one after another along the samples axis; `params` hold
+        the units' weight (and bias), in the accumulation type, stacked on a new leading axis.
+        """
+        handler = _STACKED[self.kernel.opcode]
+        result = handler(self, inputs[0], params, units)
+        if result.shape[1:] != self.out_shape:
+            raise InternalError(
+                f"kernel {self.kernel.layer}#{self.kernel.slice_index} ({self.kernel.opcode}) "
+                f"computed {result.shape[1:]} for stacked units, its output box is {self.out_shape}"
+            )
+        return result
+
+    def call_shared(self, inputs: Arrays, params: dict[str, np.ndarray], units: int) -> np.ndarray:
+        """Fire `units` parameter sets that read the same inputs, as one wider layer.
+
+        `params` hold the units' weight (and bias), in the accumulation type, joined along the
+        output channels; the result holds unit 0's outputs for every buffer, then unit 1's, ...
+        """
+        handler = _SHARED[self.kernel.opcode]
+        wide = handler(self, inputs[0], params)  # [B, *box with U times the channels]
+        axis = 2 if self.kernel.opcode == "conv" else wide.ndim - 1
+        split = wide.reshape(*wide.shape[:axis], units, -1, *wide.shape[axis + 1 :])
+        result = np.moveaxis(split, axis, 0).reshape(-1, *self.out_shape)
         return result
 
     def _float_island(self, inputs: list, params: dict, samples: int) -> np.ndarray:
@@ -85,6 +114,10 @@ def run_kernel(kernel: Kernel, inputs: Arrays, params: dict[str, np.ndarray]) ->
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def _weight_and_bias(params: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return [params["weight"], params["bias"]] if "bias" in params else [params["weight"]]
+
+
 def _merge_samples(x: np.ndarray) -> np.ndarray:
     """(S, N, ...) -> (S*N, ...): samples become extra batch entries."""
     return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
@@ -100,7 +133,7 @@ def _conv(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
         return _split_samples(
             int8.conv(kernel.attrs, _merge_samples(inputs[0]), params, kernel.int8_cache), samples
         )
-    operands = [_merge_samples(inputs[0]).astype(np.float64), *kernel.wide(params)]
+    operands = [_merge_samples(inputs[0]).astype(ACCUMULATE), *kernel.wide(params)]
     (y,) = evaluate("conv", kernel.attrs, operands)
     return _split_samples(y.astype(np.float32), samples)
 
@@ -108,7 +141,7 @@ def _conv(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
 def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     if kernel.attrs.get("int8"):
         return int8.dense(kernel.attrs, inputs[0], params, kernel.int8_cache)
-    operands = [inputs[0].astype(np.float64), *kernel.wide(params)]
+    operands = [inputs[0].astype(ACCUMULATE), *kernel.wide(params)]
     (y,) = evaluate("dense", kernel.attrs, operands)
     return y.astype(np.float32)
 
@@ -296,6 +329,60 @@ def _whole(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
         results.append(evaluate(op, attrs, operands)[0])
     return np.ascontiguousarray(np.stack(results)[crop])
 
+
+# -- stacked kernels: several parameter sets of one float layer in one batched product ---------
+def _conv_stacked(kernel: PreparedKernel, x: np.ndarray, params: dict, units: int) -> np.ndarray:
+    """conv of unit u's inputs with unit u's weights, for every u, as one batched matmul.
+
+    x: [U*B, C, *S] (unit-major), weight [U, M, C/g, *K] -> im2col [U, B, g, C/g*K, P] and
+    y[u, b, j] = weight[u, j] @ cols[u, b, j] per group j.
+    """
+    weight = params["weight"]
+    group = int(kernel.attrs["group"])
+    batch, channels = x.shape[0] * x.shape[1], x.shape[2]
+    x = _merge_samples(x).astype(ACCUMULATE)
+    window = weight.shape[3:]
+    out = output_spatial(x.shape, window, kernel.attrs)
+    cols = im2col(pad_zero(x, kernel.attrs["pads"]), window, out, kernel.attrs)
+    cols = cols.reshape(units, batch // units, group, channels // group * math.prod(window), -1)
+    outputs = weight.shape[1]
+    w_groups = weight.reshape(units, 1, group, outputs // group, -1)
+    y = np.matmul(w_groups, cols).reshape(units, batch // units, outputs, *out)
+    if "bias" in params:
+        y += params["bias"].reshape(units, 1, outputs, *(1,) * len(out))
+    function, parameters = kernel.attrs["activation"], kernel.attrs["activation_params"]
+    y = apply_activation(function, parameters, y.reshape(batch, -1, *out))
+    return y.astype(np.float32).reshape(-1, *kernel.out_shape)
+
+
+def _dense_stacked(kernel: PreparedKernel, x: np.ndarray, params: dict, units: int) -> np.ndarray:
+    """dense of unit u's inputs with unit u's weights: [U, B, K] @ [U, K, N] + bias[U, 1, N]."""
+    weight = params["weight"]
+    rows = x.reshape(units, -1, weight.shape[1]).astype(ACCUMULATE)
+    y = np.matmul(rows, weight)
+    if "bias" in params:
+        y += params["bias"][:, None, :]
+    y = apply_activation(kernel.attrs["activation"], kernel.attrs["activation_params"], y)
+    return y.astype(np.float32).reshape(x.shape[0], *kernel.out_shape)
+
+
+def _conv_shared(kernel: PreparedKernel, x: np.ndarray, params: dict) -> np.ndarray:
+    """conv with the units' weights joined along the output channels (group 1)."""
+    operands = [_merge_samples(x).astype(ACCUMULATE), *_weight_and_bias(params)]
+    (y,) = evaluate("conv", kernel.attrs, operands)
+    return _split_samples(y.astype(np.float32), x.shape[0])
+
+
+def _dense_shared(kernel: PreparedKernel, x: np.ndarray, params: dict) -> np.ndarray:
+    """dense with the units' weights joined along the output features."""
+    operands = [x.astype(ACCUMULATE), *_weight_and_bias(params)]
+    (y,) = evaluate("dense", kernel.attrs, operands)
+    return y.astype(np.float32)
+
+
+_SHARED = {"conv": _conv_shared, "dense": _dense_shared}
+
+_STACKED = {"conv": _conv_stacked, "dense": _dense_stacked}
 
 _HANDLERS = {
     "conv": _conv,

@@ -6,6 +6,16 @@ stacked along the samples axis and the kernel computes once, which is exact beca
 treats samples independently. Groups are ordered by Kahn's algorithm over the producer ->
 consumer relation of their members (ties by the first member's firing order), so every kernel
 fires after all the kernels whose packets it reads.
+
+Groups of one layer that differ only in their parameters (the output-channel and input-channel
+chunks of a float conv or dense layer, each with its own weights) fire together too when they
+have equally many members: the group then holds `units` blocks of equal length, members of a
+block share parameters, and the kernel computes all blocks in one batched matrix product with
+the blocks' parameters stacked (`PreparedKernel.call_stacked`). A layer's slices never read one
+another, so merging them keeps the order acyclic. When every block reads the same input boxes
+from the same senders (the output-channel chunks of a layer), the group is `shared`: the input
+is filled and laid out once and the blocks' weights act as one wider layer
+(`PreparedKernel.call_shared`).
 """
 
 from __future__ import annotations
@@ -23,13 +33,26 @@ from ir.errors import InternalError
 # Kernels whose result depends on where their boxes lie, not only on their buffers: `whole`
 # crops its output box from the whole result, `reshape` maps positions through both shapes.
 POSITIONAL = frozenset({"whole", "reshape"})
+# Kernels that can compute several parameter sets in one batched product (float only).
+STACKABLE = frozenset({"conv", "dense"})
 
 
 @dataclass(frozen=True)
 class FiringGroup:
-    """Kernel indices that fire together (identical descriptors and parameters)."""
+    """Kernel indices that fire together: `units` equal blocks, each of identical kernels.
+
+    Members of one block have identical descriptors and parameters; blocks differ only in their
+    parameters (`units` is 1 for a group of identical kernels).
+    """
 
     members: tuple[int, ...]
+    units: int = 1
+    shared: bool = False  # every block reads the same inputs as the first block
+
+    def unit_firsts(self) -> tuple[int, ...]:
+        """The first member of each block (whose parameters the block shares)."""
+        size = len(self.members) // self.units
+        return self.members[::size]
 
 
 def _group_key(kernel: Kernel, params: dict[str, np.ndarray]) -> tuple:
@@ -50,19 +73,49 @@ def _group_key(kernel: Kernel, params: dict[str, np.ndarray]) -> tuple:
         ports,
         kernel.output.box.shape,
         kernel.output.dtype,
-        digest.digest(),
         where,
+        tuple((role, params[role].shape) for role in sorted(params)),
+        digest.digest(),
     )
+
+
+def _stackable(kernel: Kernel) -> bool:
+    return kernel.opcode in STACKABLE and not kernel.attrs.get("int8")
+
+
+def _merge_blocks(blocks: list[tuple[int, ...]], keys: list[tuple], kernels) -> list[FiringGroup]:
+    """Blocks whose keys differ only in the parameter digest, of equal length, fire together."""
+    merged: dict[tuple, list[tuple[int, ...]]] = {}
+    groups: list[FiringGroup] = []
+    for block, key in zip(blocks, keys):
+        if not _stackable(kernels[block[0]]):
+            groups.append(FiringGroup(block))
+            continue
+        merged.setdefault((key[:-1], len(block)), []).append(block)
+    for same in merged.values():
+        members = tuple(index for block in same for index in block)
+        groups.append(FiringGroup(members, len(same), _same_inputs(same, kernels)))
+    return groups
+
+
+def _same_inputs(blocks: list[tuple[int, ...]], kernels) -> bool:
+    """Whether each block's i-th member reads exactly what the first block's i-th member reads."""
+    if len(blocks) < 2 or kernels[blocks[0][0]].attrs.get("group", 1) != 1:
+        return False
+    first = [kernels[index].inputs for index in blocks[0]]
+    return all([kernels[index].inputs for index in block] == first for block in blocks[1:])
 
 
 def firing_schedule(
     kernels: Sequence[Kernel], params: Sequence[dict[str, np.ndarray]]
 ) -> list[FiringGroup]:
-    """Groups of identical kernels in an order that respects every producer -> consumer edge."""
+    """Firing groups in an order that respects every producer -> consumer edge."""
     members: dict[tuple, list[int]] = {}
     for index, (kernel, kernel_params) in enumerate(zip(kernels, params)):
         members.setdefault(_group_key(kernel, kernel_params), []).append(index)
-    groups = [tuple(m) for m in members.values()]
+    firing = _merge_blocks([tuple(m) for m in members.values()], list(members), kernels)
+    groups = [group.members for group in firing]
+    units = [(group.units, group.shared) for group in firing]
     group_of = {index: g for g, group in enumerate(groups) for index in group}
     producer = {kernel.output.key: index for index, kernel in enumerate(kernels)}
     successors: list[set[int]] = [set() for _ in groups]
@@ -79,17 +132,17 @@ def firing_schedule(
         waiting[g] = len(needs)
         for need in needs:
             successors[need].add(g)
-    return _kahn(groups, successors, waiting, kernels)
+    return _kahn(groups, units, successors, waiting, kernels)
 
 
-def _kahn(groups, successors, waiting, kernels) -> list[FiringGroup]:
+def _kahn(groups, units, successors, waiting, kernels) -> list[FiringGroup]:
     first = [min(kernels[i].order for i in group) for group in groups]
     ready = [(first[g], g) for g in range(len(groups)) if waiting[g] == 0]
     heapq.heapify(ready)
     order: list[FiringGroup] = []
     while ready:
         _, g = heapq.heappop(ready)
-        order.append(FiringGroup(groups[g]))
+        order.append(FiringGroup(groups[g], *units[g]))
         for successor in sorted(successors[g]):
             waiting[successor] -= 1
             if waiting[successor] == 0:

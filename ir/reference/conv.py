@@ -30,7 +30,7 @@ from ir.reference.window import kernel_taps, output_spatial, tap_slices
 Attrs = dict[str, Any]
 
 
-def _pad_zero(x: np.ndarray, pads: tuple[int, ...]) -> np.ndarray:
+def pad_zero(x: np.ndarray, pads: tuple[int, ...]) -> np.ndarray:
     """x zero-padded on its spatial axes (axes 2...) by pads = (begin..., end...)."""
     rank = x.ndim - 2
     if not any(pads):
@@ -42,7 +42,7 @@ def _pad_zero(x: np.ndarray, pads: tuple[int, ...]) -> np.ndarray:
     return xpad
 
 
-def _im2col(
+def im2col(
     xpad: np.ndarray, kernel: tuple[int, ...], out: tuple[int, ...], attrs: Attrs
 ) -> np.ndarray:
     """Columns [N, C, *K, *out]: cols[n, c, k, o] = xpad[n, c, o * stride + k * dilation]."""
@@ -94,11 +94,11 @@ def conv(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
     group = attrs["group"]
     kernel = tuple(w.shape[2:])
     out = output_spatial(x.shape, kernel, attrs)
-    xpad = _pad_zero(x, attrs["pads"])
+    xpad = pad_zero(x, attrs["pads"])
     if group == x.shape[1] and w.shape[1] == 1 and group > 1:
         y = _depthwise(xpad, w, out, attrs)
     else:
-        cols = _im2col(xpad, kernel, out, attrs)
+        cols = im2col(xpad, kernel, out, attrs)
         y = _grouped_matmul(w, cols, group).reshape(x.shape[0], w.shape[0], *out)
     if len(inputs) == 3:
         y += inputs[2].reshape(-1, *(1,) * len(kernel))

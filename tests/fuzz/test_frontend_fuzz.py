@@ -18,28 +18,21 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
+from cli_runner import invoke
 from fuzz_limits import (
     CHUNK,
     COMPILE_SECONDS,
     MODEL_CASES,
     SEED,
+    check_cases,
     chunks,
-    failure_report,
-    memory_cap,
-    run_case,
 )
 from fuzz_models import model_case
 from onnx import TensorProto, helper, numpy_helper
 
 from backend.image import encode_image
-from s2c.cli import main
 from s2c.driver import CompileOptions, compile_model
 from s2c.frontend import load_onnx
-
-
-def _cases(start: int) -> range:
-    return range(start, min(start + CHUNK, MODEL_CASES))
 
 
 def _case_folder(root: Path, index: int) -> Path:
@@ -57,16 +50,15 @@ def _compile(path: Path) -> None:
     encode_image(result.program)
 
 
+def _model_cases(start: int, models, root: Path, stage: Callable[[Path], object]):
+    for index in range(start, min(start + CHUNK, MODEL_CASES)):
+        description, path = _write_case(models, root, index)
+        yield f"case {index} [{description}]", lambda path=path: stage(path)
+
+
 @pytest.mark.parametrize("start", chunks(MODEL_CASES))
 def test_frontend_refuses_mutated_models_in_one_line(start, golden_models, tmp_path):
-    failures = []
-    with memory_cap():
-        for index in _cases(start):
-            description, path = _write_case(golden_models, tmp_path, index)
-            problem = run_case("frontend", lambda path=path: load_onnx(path))
-            if problem:
-                failures.append(f"case {index} [{description}]: {problem}")
-    assert not failures, failure_report(failures)
+    check_cases("frontend", _model_cases(start, golden_models, tmp_path, load_onnx))
 
 
 @pytest.mark.xfail(
@@ -76,14 +68,8 @@ def test_frontend_refuses_mutated_models_in_one_line(start, golden_models, tmp_p
 )
 @pytest.mark.parametrize("start", chunks(MODEL_CASES))
 def test_compiler_compiles_or_refuses_mutated_models_in_one_line(start, golden_models, tmp_path):
-    failures = []
-    with memory_cap():
-        for index in _cases(start):
-            description, path = _write_case(golden_models, tmp_path, index)
-            problem = run_case("compile", lambda path=path: _compile(path), COMPILE_SECONDS)
-            if problem:
-                failures.append(f"case {index} [{description}]: {problem}")
-    assert not failures, failure_report(failures)
+    cases = _model_cases(start, golden_models, tmp_path, _compile)
+    check_cases("compile", cases, COMPILE_SECONDS)
 
 
 def test_model_cases_are_a_pure_function_of_seed_and_index(golden_models, tmp_path):
@@ -354,14 +340,6 @@ BAD_MODELS = {
         ["'conv' (Conv)", "attribute 'auto_pad'", "UTF-8"],
     ),
 }
-
-
-def invoke(*args) -> object:
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click 8.2 keeps stderr apart by itself
-        runner = CliRunner()
-    return runner.invoke(main, [str(a) for a in args])
 
 
 def test_the_unbroken_model_compiles(tmp_path):

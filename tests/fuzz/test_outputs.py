@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
+from cli_runner import invoke
 
 from backend.image import decode_image
 from golden.cases import build_model
-from s2c.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERRUPTED = "error: interrupted; no output file was written"
@@ -147,14 +146,6 @@ def test_ctrl_c_during_run_leaves_no_file(multi_chip, tmp_path):
 
 
 # --- Outputs never replace inputs ---
-
-
-def invoke(*args):
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click 8.2 keeps stderr apart by itself
-        runner = CliRunner()
-    return runner.invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

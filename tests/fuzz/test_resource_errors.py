@@ -9,19 +9,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
+from cli_runner import invoke
 from onnx import TensorProto, helper
 
 from golden.cases import build_model
-from s2c.cli import main
-
-
-def invoke(*args):
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click 8.2 keeps stderr apart by itself
-        runner = CliRunner()
-    return runner.invoke(main, [str(a) for a in args])
 
 
 def error_line(result) -> str:

@@ -155,6 +155,11 @@ def external(location: str) -> Callable[[onnx.ModelProto], None]:
     return edit
 
 
+def int8_input(model: onnx.ModelProto) -> None:
+    """x is int8 without quantisation parameters (valid ONNX; float mode cannot read it)."""
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.INT8
+
+
 def cycle(model: onnx.ModelProto) -> None:
     """relu reads dense's output; dense reads flatten, which reads relu: a loop."""
     node(model, "relu").input[0] = "y"
@@ -333,6 +338,16 @@ BAD_MODELS = {
         edited(non_utf8_node_name),
         "InputError",
         ["node 1 name", "not valid UTF-8"],
+    ),
+    "a zero-sized batch": (
+        edited(set_input_dims([0, 3, 8, 8])),
+        "UnsupportedError",
+        ["'conv' (conv)", "'x'", "(0, 3, 8, 8)", "no elements"],
+    ),
+    "an int8 input in float mode": (
+        edited(int8_input),
+        "UnsupportedError",
+        ["'conv' (conv)", "int8 tensor 'x'", "no per-tensor scale", "--mode int8"],
     ),
     "a text attribute that is not UTF-8": (
         edited(non_utf8_attribute),

@@ -293,7 +293,8 @@ class LayerPartitioner:
         need = max(self._bytes(slice_layer(self.layer, b)) for b in smallest[:3])
         return (
             f"'{self.layer.node.name}' ({self.layer.op}): even its smallest slice needs {need} "
-            f"bytes of SRAM, a PE has {self.budget} for data"
+            f"bytes of SRAM, a PE has {self.budget} for data (on every machine: a bigger "
+            "machine has more PEs, not more SRAM per PE)"
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +155,11 @@ def test_every_kernel_the_interpreter_runs_has_a_rule():
     element_wise = [op for op, rule in slicing._RULES.items() if rule is slicing._same_box_rule]
     opcodes = {*kernels._HANDLERS, *element_wise}
     assert opcodes <= set(descriptor_rules.CHECKS), opcodes - set(descriptor_rules.CHECKS)
+
+
+def test_the_image_format_lists_every_opcode():
+    """docs/image-format.md names each opcode a reader must know (the rules state the rest)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "image-format.md").read_text()
+    section = text[text.index("### Kernel descriptors") : text.index("## Writing")]
+    missing = [opcode for opcode in descriptor_rules.CHECKS if f"`{opcode}`" not in section]
+    assert not missing, missing

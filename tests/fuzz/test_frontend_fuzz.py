@@ -61,11 +61,6 @@ def test_frontend_refuses_mutated_models_in_one_line(start, golden_models, tmp_p
     check_cases("frontend", _model_cases(start, golden_models, tmp_path, load_onnx))
 
 
-@pytest.mark.xfail(
-    reason="known crashes after the frontend (partition, routing, int8 slicing; "
-    "docs/testing.md); --runxfail lists the cases",
-    strict=False,
-)
 @pytest.mark.parametrize("start", chunks(MODEL_CASES))
 def test_compiler_compiles_or_refuses_mutated_models_in_one_line(start, golden_models, tmp_path):
     cases = _model_cases(start, golden_models, tmp_path, _compile)

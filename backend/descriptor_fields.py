@@ -181,16 +181,28 @@ class Descriptor:
         return ref.shape
 
     # -- numeric regime -----------------------------------------------------------------------
-    def regime(self, island_inputs: int) -> str:
-        """'float', 'int8' or 'island'; an island's scales and zero points are checked too."""
+    def regime(self) -> str:
+        """'float', 'int8' or 'island'; an island's scales and zero points are checked too.
+
+        An island dequantises port p with `input_scales[o]` and `input_zero_points[o]`, where o
+        is the IR operand the port holds (the non-negative entries of `operands`, in order, or
+        the port's position), so each such o must index those tuples.
+        """
         int8, island = self.flag("int8"), self.flag("float_island")
         if int8 and island:
             self.fail("attribute 'float_island'", 1, "excludes attribute 'int8'")
         if not island:
             return "int8" if int8 else "float"
+        inputs = len(self.kernel.inputs)
+        operands = self.attr("operands", tuple(range(inputs)))
+        if not isinstance(operands, tuple) or not all(_is_int(o) for o in operands):
+            self.fail("attribute 'operands'", operands, "must be a tuple of integers")
+        ports = [o for o in operands if o >= 0] or list(range(inputs))
+        if len(ports) != inputs:
+            self.fail("attribute 'operands'", operands, f"must name the {inputs} input ports")
         scales = self.attr("input_scales")
-        if not isinstance(scales, tuple) or len(scales) < island_inputs:
-            self.fail("attribute 'input_scales'", scales, f"needs {island_inputs} numbers")
+        if not isinstance(scales, tuple) or len(scales) <= max(ports, default=-1):
+            self.fail("attribute 'input_scales'", scales, f"needs a scale for operands {ports}")
         if not all(isinstance(s, float) and (s > 0 or math.isnan(s)) for s in scales):
             self.fail("attribute 'input_scales'", scales, "must be > 0 (NaN: not quantised)")
         self.ints_attr("input_zero_points", len(scales), *INT8_RANGE)

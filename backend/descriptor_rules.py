@@ -14,6 +14,7 @@ then requires a hostile case for it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -53,7 +54,7 @@ def _accumulator(d: Descriptor, weight_rank: int, channel_axis: int) -> tuple[in
     `input_zero_point`; a partial slice (`partial` = 1) writes its int32 accumulator and has no
     bias; otherwise optional int32 bias, per-channel requantisation and int8 out.
     """
-    if d.regime(1) == "island":
+    if d.regime() == "island":
         d.fail("attribute 'float_island'", 1, f"{d.opcode} has an integer kernel")
     if not d.flag("int8"):
         d.roles(["weight"], ["bias"])
@@ -79,7 +80,7 @@ def _accumulator(d: Descriptor, weight_rank: int, channel_axis: int) -> tuple[in
 
 def _float_dtypes(d: Descriptor) -> None:
     """A kernel without an integer form: float32, or int8 around an fp32 island."""
-    if d.regime(len(d.kernel.inputs)) == "int8":
+    if d.regime() == "int8":
         d.fail("attribute 'int8'", 1, f"{d.opcode} has no integer kernel")
     island = d.flag("float_island")
     d.dtypes("int8" if island else "float32", "int8" if island else "float32")
@@ -87,17 +88,21 @@ def _float_dtypes(d: Descriptor) -> None:
 
 def _movement_dtypes(d: Descriptor) -> None:
     """Data movement keeps the dtype: int8 (int8 or island regime) or that of the output."""
-    if d.regime(len(d.kernel.inputs)) == "float":
+    if d.regime() == "float":
         d.dtypes(None, d.kernel.output.dtype)
     else:
         d.dtypes("int8", "int8")
 
 
 def _operands(d: Descriptor, default: tuple[int, ...] | None) -> list[tuple[tuple[int, ...], str]]:
-    """(shape, dtype) per IR operand: `operands` lists port order (>= 0) or params (< 0)."""
+    """(shape, dtype) per operand. `operands` holds, per operand in order, its IR operand index
+    i (read from the next input port) or -1 - i (parameter `operand<i>`); indices increase."""
     operands = d.attr("operands", default)
     if not isinstance(operands, tuple) or not all(isinstance(o, int) for o in operands):
         d.fail("attribute 'operands'", operands, "must be a tuple of integers")
+    indices = [o if o >= 0 else -1 - o for o in operands]
+    if any(b <= a for a, b in itertools.pairwise(indices)) or max(indices, default=0) > LIMIT:
+        d.fail("attribute 'operands'", operands, "IR operand indices must increase")
     ports = iter(d.kernel.inputs)
     result, roles = [], []
     for operand in operands:
@@ -192,7 +197,7 @@ def _check_partial_sum(d: Descriptor) -> None:
     axis = d.int_attr("channel_axis", 0, len(d.out_shape) - 1)
     channels = d.out_shape[axis]
     _activation(d)
-    regime = d.regime(len(ports))
+    regime = d.regime()
     if regime == "island":
         d.fail("attribute 'float_island'", 1, "partial_sum has an integer kernel")
     if regime == "float":
@@ -221,7 +226,7 @@ def _check_pool(d: Descriptor) -> None:
     d.ints_attr("valid_hi", rank, -LIMIT, LIMIT)
     if d.ints_attr("input_start", rank, -LIMIT, LIMIT) != port.box.start[2:]:
         d.fail("attribute 'input_start'", d.attrs["input_start"], "must be the input box's start")
-    regime = d.regime(1)
+    regime = d.regime()
     if regime == "int8" and kind == "avg":
         d.fail("attribute 'kind'", kind, "int8 pooling is max only (averages are fp32 islands)")
     d.dtypes("int8" if regime != "float" else "float32", "int8" if regime != "float" else "float32")
@@ -245,7 +250,7 @@ def _check_global_pool(d: Descriptor) -> None:
     d.ports(1)
     shape = d.rank_at_least(0, 3)
     kind = d.str_attr("kind", ("max", "avg"))
-    regime = d.regime(1)
+    regime = d.regime()
     if regime == "int8" and kind == "avg":
         d.fail("attribute 'kind'", kind, "int8 pooling is max only (averages are fp32 islands)")
     d.dtypes("float32" if regime == "float" else "int8", "float32" if regime == "float" else "int8")
@@ -374,7 +379,7 @@ def _check_elementwise(d: Descriptor) -> None:
     rank = len(d.out_shape)
     if any(len(shape) > rank for shape, _ in operands):
         d.fail("operand shapes", [s for s, _ in operands], f"ranks must not pass {rank}")
-    regime = d.regime(len(operands))
+    regime = d.regime()
     result = _ir_result(d, OPS[d.opcode], operands, regime == "island")
     try:
         fits = tuple(np.broadcast_shapes(result.shape, d.out_shape)) == d.out_shape
@@ -408,7 +413,7 @@ def _check_whole(d: Descriptor) -> None:
     op = d.str_attr("ir_op", sorted(set(REFERENCE_KERNELS) & set(OPS)))
     d.int_attr("output_index", 0, 0, default=0)
     operands = _operands(d, None)
-    regime = d.regime(len(operands))
+    regime = d.regime()
     if regime == "int8":
         d.fail("attribute 'int8'", 1, "whole kernels compute in float (or as islands)")
     result = _ir_result(d, OPS[op], operands, regime == "island")

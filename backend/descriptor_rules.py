@@ -8,8 +8,10 @@ computes from its input boxes and attributes, and a bound on the temporary array
 (`WORK_LIMIT`). Each rule's docstring states the kernel's contract.
 
 Adding an opcode family (e.g. spiking or sparse kernels): write `_check_<family>(d)` here with
-those methods, and add one entry per opcode to `CHECKS`; `tests/backend/test_descriptor_check.py`
-then requires a hostile case for it.
+those methods, its docstring stating the kernel's contract, and add one entry per opcode to
+`CHECKS` (and the opcode to the list in docs/image-format.md). A kernel handler without a rule
+fails `test_every_kernel_the_interpreter_runs_has_a_rule`; add hostile edits of the new fields
+to `CASES` in tests/backend/test_descriptor_check.py.
 """
 
 from __future__ import annotations

@@ -61,6 +61,13 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
+def default_sigint() -> None:
+    """In the child before exec: SIGINT at its default, even when this test run ignores it (a
+    job started in the background by a non-interactive shell inherits SIGINT ignored, and
+    Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
@@ -78,7 +85,12 @@ def interrupt_compile(model: Path, image: Path, delay: float) -> tuple[int, str]
     """Compile, SIGINT `delay` seconds after the first pass printed; (exit code, stderr)."""
     args = ["compile", model, "-o", image, "--print-after", "constant-fold", "--quiet"]
     with subprocess.Popen(
-        command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env()
+        command(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+        preexec_fn=default_sigint,
     ) as process:
         assert process.stdout is not None
         first = process.stdout.readline()
@@ -132,6 +144,7 @@ def test_ctrl_c_during_run_leaves_no_file(multi_chip, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=env(),
+        preexec_fn=default_sigint,
     ) as process:
         deadline = time.monotonic() + 60
         while cpu_seconds(process.pid) < 2.0 and process.poll() is None:

@@ -15,12 +15,11 @@ the PE, its opcode and layer, the field, the value and the limit (`Descriptor.fa
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from backend.descriptor_fields import INT8_RANGE, Descriptor
+from backend.descriptor_fields import INT8_RANGE, SCALE_RANGE, Descriptor, is_scale
 from backend.descriptor_rules import CHECKS
 from backend.hardware import Machine
 from backend.program import Box, Program
@@ -107,12 +106,12 @@ def _check_io_quantisation(program: Program) -> None:
             if io.quant is None:
                 continue
             scale, zero = io.quant
-            sound = scale > 0 and math.isfinite(scale) and INT8_RANGE[0] <= zero <= INT8_RANGE[1]
+            sound = is_scale(scale) and INT8_RANGE[0] <= zero <= INT8_RANGE[1]
             if sound and io.dtype == "int8":
                 continue
             raise InputError(
                 f"image: graph {kind} '{io.name}' quantisation: scale {scale}, zero point {zero}, "
-                f"dtype {io.dtype}: needs a finite scale > 0, a zero point in "
+                f"dtype {io.dtype}: needs a scale in {SCALE_RANGE}, a zero point in "
                 f"{INT8_RANGE[0]}..{INT8_RANGE[1]} and dtype int8"
             )
 

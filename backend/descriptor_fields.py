@@ -20,6 +20,8 @@ import math
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+import numpy as np
+
 from backend.program import InputPort, Kernel, PECoord, TensorRef
 from ir.errors import InputError
 from ir.quant import INT8_MAX, INT8_MIN
@@ -35,6 +37,13 @@ WORK_LIMIT = 1 << 24
 SHIFT_RANGE = (-31, 31)
 MULTIPLIER_RANGE = (0, (1 << 31) - 1)
 INT8_RANGE = (INT8_MIN, INT8_MAX)
+# Quantisation scales are applied in float32 (ir.quant): they must be normal float32 numbers.
+SCALE_RANGE = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max))
+
+
+def is_scale(value: object) -> bool:
+    """A quantisation scale: a float that float32 holds as a positive normal number."""
+    return isinstance(value, float) and SCALE_RANGE[0] <= value <= SCALE_RANGE[1]
 
 
 def _show(value: object) -> str:
@@ -106,12 +115,12 @@ class Descriptor:
             self.fail(f"attribute '{name}'", value, f"values must be integers in {low}..{high}")
         return value
 
-    def float_attr(self, name: str, positive: bool = False) -> float:
+    def float_attr(self, name: str) -> float:
         value = self.attr(name)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             self.fail(f"attribute '{name}'", value, "must be a number")
-        if not math.isfinite(value) or (positive and value <= 0):
-            self.fail(f"attribute '{name}'", value, "must be finite" + " and > 0" * positive)
+        if not math.isfinite(value):
+            self.fail(f"attribute '{name}'", value, "must be finite")
         return float(value)
 
     def str_attr(self, name: str, choices: Sequence[str], default: str | None = None) -> str:
@@ -203,10 +212,13 @@ class Descriptor:
         scales = self.attr("input_scales")
         if not isinstance(scales, tuple) or len(scales) <= max(ports, default=-1):
             self.fail("attribute 'input_scales'", scales, f"needs a scale for operands {ports}")
-        if not all(isinstance(s, float) and (s > 0 or math.isnan(s)) for s in scales):
-            self.fail("attribute 'input_scales'", scales, "must be > 0 (NaN: not quantised)")
+        if not all(is_scale(s) or (isinstance(s, float) and math.isnan(s)) for s in scales):
+            self.fail("attribute 'input_scales'", scales, f"must be in {SCALE_RANGE} or NaN")
         self.ints_attr("input_zero_points", len(scales), *INT8_RANGE)
-        self.float_attr("output_scale", positive=True)
+        if not is_scale(self.attr("output_scale")):
+            self.fail(
+                "attribute 'output_scale'", self.attrs["output_scale"], f"not in {SCALE_RANGE}"
+            )
         self.int_attr("output_zero_point", *INT8_RANGE)
         return "island"
 

@@ -112,6 +112,7 @@ CASES = [
     ("residual_add/float", "add", _attrs(operands=(0, 1, 1)), ["'operands'", "increase"]),
     ("residual_add/float", "add", _attrs(operands=(0, 1, 2)), ["'operands'", "more than 2"]),
     ("residual_add/int8", "global_pool", _attrs(input_scales=()), ["'input_scales'", "[0]"]),
+    ("residual_add/int8", "global_pool", _attrs(output_scale=1e-300), ["'output_scale'", "1e-300"]),
     ("residual_add/float", "global_pool", _attrs(kind="sum"), ["'kind'", "max, avg"]),
     ("residual_add/int8", "add", _attrs(rescale=(1, 0, 1, 0, 1, 99)), ["'rescale'", "shifts"]),
     ("residual_add/int8", "lookup", _param("table", shape=(255,)), ["'table' shape", "(256,)"]),

@@ -68,6 +68,18 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def spawn(args: list) -> subprocess.Popen:
+    """`s2c ARGS...` in a child process that Ctrl-C (SIGINT) interrupts; text pipes."""
+    return subprocess.Popen(
+        command(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+        preexec_fn=default_sigint,
+    )
+
+
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
@@ -84,14 +96,7 @@ def cpu_seconds(pid: int) -> float:
 def interrupt_compile(model: Path, image: Path, delay: float) -> tuple[int, str]:
     """Compile, SIGINT `delay` seconds after the first pass printed; (exit code, stderr)."""
     args = ["compile", model, "-o", image, "--print-after", "constant-fold", "--quiet"]
-    with subprocess.Popen(
-        command(args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
-        preexec_fn=default_sigint,
-    ) as process:
+    with spawn(args) as process:
         assert process.stdout is not None
         first = process.stdout.readline()
         assert first.startswith("// after constant-fold"), first
@@ -138,14 +143,7 @@ def test_ctrl_c_at_any_moment_of_a_compile_leaves_a_whole_image_or_none(multi_ch
 def test_ctrl_c_during_run_leaves_no_file(multi_chip, tmp_path):
     out, stats = tmp_path / "y.npz", tmp_path / "stats.json"
     args = ["run", multi_chip["image"], "--inputs", multi_chip["inputs"], "-o", out]
-    with subprocess.Popen(
-        command([*args, "--stats-json", stats]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
-        preexec_fn=default_sigint,
-    ) as process:
+    with spawn([*args, "--stats-json", stats]) as process:
         deadline = time.monotonic() + 60
         while cpu_seconds(process.pid) < 2.0 and process.poll() is None:
             assert time.monotonic() < deadline

@@ -1,6 +1,8 @@
 """The reference interpreter: executes a program read from image bytes.
 
 Loading (once per image):
+0. every kernel descriptor is checked against the image and the machine model
+   (`backend.descriptor_check`), so that no kernel runs on fields it cannot trust;
 1. every parameter is read from the PE's SRAM content (or the chip's DRAM) at its address;
 2. every sender (a kernel's output port, or the host injecting a graph input) has its key block
    walked through the router tables from its chip, exactly as the routers would forward it
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from backend.descriptor_check import check_descriptors
 from backend.hardware import Machine
 from backend.kernels import ACCUMULATE, PreparedKernel
 from backend.program import Box, Kernel, PECoord, Program, TensorRef
@@ -141,6 +144,7 @@ class Interpreter:
     def __init__(self, program: Program) -> None:
         self.program = program
         self.machine = Machine.from_description(program.machine)
+        check_descriptors(program, self.machine)
         self.tables = {chip.chip: list(chip.router) for chip in program.chips}
         sram = _sram_blocks(program, self.machine)
         self.kernels: list[tuple[PECoord, Kernel]] = sorted(

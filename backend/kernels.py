@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from backend import kernels_int8 as int8
-from backend.program import Kernel
+from backend.program import Box, Kernel
 from ir.errors import InternalError
 from ir.reference import apply_activation, evaluate
 from ir.reference.conv import im2col, pad_zero
@@ -233,15 +233,22 @@ def _transpose(kernel: PreparedKernel, inputs: list, params: dict, samples: int)
     return np.ascontiguousarray(np.transpose(inputs[0], (0, *(p + 1 for p in perm))))
 
 
+def reshape_sources(
+    out_box: Box, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> tuple[np.ndarray, ...]:
+    """Input coordinates (one array per input axis) of each element of `out_box`, row-major."""
+    grids = np.meshgrid(
+        *[np.arange(a, b) for a, b in zip(out_box.start, out_box.stop)], indexing="ij"
+    )
+    flat = np.ravel_multi_index([g.reshape(-1) for g in grids], out_shape)
+    return np.unravel_index(flat, in_shape)
+
+
 def _reshape(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Gather each output element from the input box by its row-major position."""
     out_box = kernel.output.box
     in_box = kernel.inputs[0].box
-    grids = np.meshgrid(
-        *[np.arange(a, b) for a, b in zip(out_box.start, out_box.stop)], indexing="ij"
-    )
-    flat = np.ravel_multi_index([g.reshape(-1) for g in grids], kernel.attrs["out_shape"])
-    coords = np.unravel_index(flat, kernel.attrs["in_shape"])
+    coords = reshape_sources(out_box, kernel.attrs["in_shape"], kernel.attrs["out_shape"])
     local = np.ravel_multi_index([c - s for c, s in zip(coords, in_box.start)], in_box.shape)
     x = inputs[0].reshape(samples, -1)
     return x[:, local].reshape(samples, *out_box.shape)

@@ -23,7 +23,7 @@ import numpy as np
 from backend.program import Box
 from backend.slicing import Layer, SliceSpec, partial_sum_slice, slice_layer, split_axes
 from ir.errors import ResourceError, UnsupportedError
-from ir.graph import Graph, Value
+from ir.graph import Graph, Node, Value
 from passes.ann_to_snn import SpikingLayer
 
 ALIGNMENT = 16
@@ -91,22 +91,44 @@ def slice_bytes(spec: SliceSpec, in_dtypes: list[str], out_dtype: str) -> int:
 
 
 # -- search ---------------------------------------------------------------------------------------
+def _chunk_count(extent: int, granule: int, count: int) -> int:
+    """How many chunks `_chunks(extent, granule, count)` gives (at most `count`)."""
+    granules = -(-extent // granule)
+    per = -(-granules // count)
+    return -(-granules // per)
+
+
+def _chunk(extent: int, granule: int, count: int, index: int) -> tuple[int, int]:
+    """Chunk `index` of `_chunks(extent, granule, count)`, computed alone."""
+    granules = -(-extent // granule)
+    per = -(-granules // count)
+    start, stop = index * per, min((index + 1) * per, granules)
+    return start * granule, min(stop * granule, extent)
+
+
 @functools.lru_cache(maxsize=65536)
 def _chunks(extent: int, granule: int, count: int) -> list[tuple[int, int]]:
     """`count` near-equal ranges of [0, extent), cut at multiples of `granule`."""
-    granules = -(-extent // granule)
-    per = -(-granules // count)
-    ranges = []
-    for start in range(0, granules, per):
-        stop = min(start + per, granules)
-        ranges.append((start * granule, min(stop * granule, extent)))
-    return ranges
+    chunks = _chunk_count(extent, granule, count)
+    return [_chunk(extent, granule, count, index) for index in range(chunks)]
 
 
 def _count_options(extent: int, granule: int) -> list[int]:
-    """Split counts giving distinct chunk sizes, smallest first."""
-    granules = -(-extent // granule)
-    return sorted({-(-granules // per) for per in range(1, granules + 1)})
+    """Split counts giving distinct chunk sizes, smallest first.
+
+    The counts are ceil(g / per) = floor((g - 1) / per) + 1 for chunk sizes per = 1..g (g
+    granules). floor(n / per) takes O(sqrt(n)) distinct values, each on a run of consecutive
+    `per` ending at n // (n // per), so the runs are enumerated instead of every `per`: a
+    layer of 2^30 rows costs microseconds, not a loop of 2^30 steps.
+    """
+    last = -(-extent // granule) - 1
+    counts = {1}
+    per = 1
+    while per <= last:
+        quotient = last // per
+        counts.add(quotient + 1)
+        per = last // quotient + 1
+    return sorted(counts)
 
 
 @dataclass(frozen=True)
@@ -188,9 +210,9 @@ class LayerPartitioner:
         shape = self.layer.out_shape
         choices: list[list[tuple[int, int]]] = [[(0, d)] for d in shape]
         for (axis, granule), count in zip(self.axes, counts):
-            chunks = _chunks(shape[axis], granule, count)
-            picked = {0, len(chunks) // 2, len(chunks) - 1}
-            choices[axis] = [chunks[i] for i in sorted(picked)]
+            chunks = _chunk_count(shape[axis], granule, count)
+            picked = {0, chunks // 2, chunks - 1}
+            choices[axis] = [_chunk(shape[axis], granule, count, i) for i in sorted(picked)]
         return [
             Box(tuple(r[0] for r in combo), tuple(r[1] for r in combo))
             for combo in _product(choices)
@@ -266,13 +288,14 @@ class LayerPartitioner:
         return Plan((first, options[low]), parts)
 
     def _too_big_message(self) -> str:
-        smallest = self.boxes(
+        smallest = self._probe_boxes(
             tuple(_count_options(self.layer.out_shape[a], g)[-1] for a, g in self.axes)
         )
         need = max(self._bytes(slice_layer(self.layer, b)) for b in smallest[:3])
         return (
             f"'{self.layer.node.name}' ({self.layer.op}): even its smallest slice needs {need} "
-            f"bytes of SRAM, a PE has {self.budget} for data"
+            f"bytes of SRAM, a PE has {self.budget} for data (on every machine: a bigger "
+            "machine has more PEs, not more SRAM per PE)"
         )
 
 
@@ -358,17 +381,11 @@ class _Builder:
             )
         )
 
-    def add_layer(self, layer: Layer, layer_index: int) -> None:
+    def add_layer(self, partitioner: LayerPartitioner, plan: Plan, layer_index: int) -> None:
+        layer = partitioner.layer
         node = layer.node
-        if len(node.outputs) != 1:
-            raise UnsupportedError(
-                f"'{node.name}' ({node.op}): {len(node.outputs)} results; the backend places "
-                "single-result layers (split is lowered to slices first)"
-            )
         output = self.tensor(node.outputs[0])
         operand_tensors = [-1 if v.is_constant else self.tensor(v) for v in node.inputs]
-        partitioner = LayerPartitioner(layer, self.budget)
-        plan = partitioner.best_plan()
         if plan.parts > 1 and layer.spiking is not None:
             raise UnsupportedError(
                 f"'{node.name}' ({node.op}): needs partial sums over input channels to fit a "
@@ -406,19 +423,43 @@ class _Builder:
         self.add_slice(layer, layer_index, spec, output, part_tensors)
 
 
+def _check_layer(node: Node) -> None:
+    """The backend places single-result layers whose operands and result hold elements."""
+    if len(node.outputs) != 1:
+        raise UnsupportedError(
+            f"'{node.name}' ({node.op}): {len(node.outputs)} results; the backend places "
+            "single-result layers (split is lowered to slices first)"
+        )
+    for value in (*node.inputs, *node.outputs):
+        if 0 in value.type.shape:
+            raise UnsupportedError(
+                f"'{node.name}' ({node.op}): tensor '{value.name}' of shape {value.type.shape} "
+                "holds no elements; s2c compiles tensors of at least one element"
+            )
+
+
 def partition(
     graph: Graph, budget: int, spiking: Mapping[str, SpikingLayer] | None = None
 ) -> Partition:
     """Cut every node of a canonical graph into slices of at most `budget` SRAM bytes each.
 
     `spiking` (snn mode) says how each node runs as neurons (`passes.ann_to_snn`).
+
+    Every layer's plan is found before any slice is made, so that a layer that cannot be cut
+    to fit is reported before the work of cutting the layers before it.
     """
+    for node in graph.nodes:
+        _check_layer(node)
+    plans = []
+    for node in graph.nodes:
+        partitioner = LayerPartitioner(Layer.of(node, (spiking or {}).get(node.name)), budget)
+        plans.append((partitioner, partitioner.best_plan()))
     builder = _Builder(graph, budget)
     for value in graph.inputs:
         builder.result.graph_inputs.append((value.name, builder.tensor(value)))
-    for index, node in enumerate(graph.nodes):
+    for index, (node, (partitioner, plan)) in enumerate(zip(graph.nodes, plans)):
         builder.result.layer_names.append(node.name)
-        builder.add_layer(Layer.of(node, (spiking or {}).get(node.name)), index)
+        builder.add_layer(partitioner, plan, index)
     for value in graph.outputs:
         if value.is_constant:
             raise UnsupportedError(f"graph output '{value.name}' is a constant")

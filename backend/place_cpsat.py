@@ -150,13 +150,13 @@ def place_cpsat(
     problem = bin_problem(bins, layer_of, traffic, machine)
     groups = initial_groups(problem, options.group_size)
     stats = SplitStats()
-    solver: dict[str, object] = {"time_limit": options.time_limit, "groups": len(groups)}
+    solver: dict[str, object] = {"groups": len(groups)}
     try:
         chip_of_bin, placed = assign_chips(
             problem, groups, options.time_limit, round(options.chip_weight), stats
         )
     except (Infeasible, NoSolution) as failure:
-        solver.update(_stats(stats))
+        solver.update(_stats(stats, options.time_limit))
         status = "infeasible" if isinstance(failure, Infeasible) else "fallback"
         report = _report(
             status, greedy, greedy, greedy_cost, traffic, machine, options, problem, groups
@@ -169,7 +169,7 @@ def place_cpsat(
             report.note = "no cut found within the time limit; greedy placement used"
         report.solve_seconds = time.perf_counter() - started
         return PlacementOutcome(greedy, report)
-    solver.update(_stats(stats))
+    solver.update(_stats(stats, options.time_limit))
     core_of_bin = assign_cores(chip_of_bin, problem.traffic, machine.chip_spec)
     placement = [
         PECoord(problem.chips[chip_of_bin[b]], int(core_of_bin[b])) for b in problem.bin_of_slice
@@ -263,14 +263,20 @@ def _bound(problem: BinProblem, groups: Sequence[tuple[int, int]], options: Cpsa
     return traffic_lower_bound(problem, groups) + options.chip_weight * fewest
 
 
-def _stats(stats: SplitStats) -> dict[str, object]:
-    return {
+def _stats(stats: SplitStats, time_limit: float) -> dict[str, object]:
+    """Solver figures for the report. The time limit is named only when a run stopped at it
+    (a status other than OPTIMAL or INFEASIBLE): a limit that was not reached does not change
+    the placement, so it must not change the image's bytes either."""
+    figures: dict[str, object] = {
         "cuts": stats.splits,
         "solver_runs": stats.solves,
         "statuses": dict(sorted(stats.statuses.items())),
         "halvings": stats.halvings,
         "deterministic_seconds": round(stats.deterministic_seconds, 6),
     }
+    if set(stats.statuses) - {"OPTIMAL", "INFEASIBLE"}:
+        figures["time_limit"] = time_limit
+    return figures
 
 
 def _rounded(value: float) -> float:

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from backend.slicing import Layer, SliceSpec
+from ir.errors import UnsupportedError
 from ir.graph import Node
 from ir.quant import (
     INT8_MAX,
@@ -79,6 +80,7 @@ def requantisation(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
 
 def add_int8(layer: Layer, spec: SliceSpec, partial: bool) -> SliceSpec:
     """Attach the integer attributes and parameters of `spec` (a slice of an int8 layer)."""
+    _check_quantised(layer)
     if spec.opcode not in INTEGER_OPS or _averages(spec):
         return _float_island(layer, spec)
     handler = _HANDLERS.get(spec.opcode)
@@ -86,6 +88,21 @@ def add_int8(layer: Layer, spec: SliceSpec, partial: bool) -> SliceSpec:
         handler(layer, spec, partial)
     spec.attrs["int8"] = 1
     return spec
+
+
+def _check_quantised(layer: Layer) -> None:
+    """Every int8 activation an int8 layer reads or writes has one scale and zero point."""
+    node = layer.node
+    for value in (*node.inputs, *node.outputs):
+        quant = value.type.quant
+        if value.type.dtype != "int8" or value.is_constant:
+            continue
+        if quant is None or quant.axis is not None:
+            raise UnsupportedError(
+                f"'{node.name}' ({node.op}): int8 tensor '{value.name}' has no per-tensor scale "
+                "and zero point; int8 activations compile in --mode int8 from a quantised model "
+                "(QDQ or QOperator), and float mode takes float32 inputs"
+            )
 
 
 def _averages(spec: SliceSpec) -> bool:

@@ -17,12 +17,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ir.errors import InputError
+from ir.errors import InputError, ResourceError
 from ir.graph import Graph
 from ir.reference import evaluate
 from ir.registry import get_op
 
 RESERVOIR = 1 << 18
+# The largest tensor calibration evaluates per sample: 2^27 float32 elements (512 MiB) is far
+# beyond any activation a PE array holds, and stops a graph with a huge intermediate from eating
+# the host's memory before the partitioner could name the layer that does not fit.
+CALIBRATION_ELEMENT_LIMIT = 1 << 27
 METHODS = ("minmax", "percentile", "mse")
 
 
@@ -79,6 +83,7 @@ def sample_activations(
 
     `progress`, when given, hears "calibrating: sample i of n" before each sample.
     """
+    _check_sizes(graph)
     inputs = _stacked(graph, inputs)
     count = _sample_count(graph, inputs)
     for index in range(count):
@@ -93,6 +98,18 @@ def sample_activations(
             for value, result in zip(node.outputs, results):
                 env[id(value)] = result
         yield env
+
+
+def _check_sizes(graph: Graph) -> None:
+    """Refuse, before evaluating anything, a tensor too large to calibrate on the host."""
+    for node in graph.nodes:
+        for value in node.outputs:
+            if value.type.size > CALIBRATION_ELEMENT_LIMIT:
+                raise ResourceError(
+                    f"'{node.name}' ({node.op}): calibration would evaluate '{value.name}' of "
+                    f"shape {value.type.shape} ({value.type.size} elements); the limit is "
+                    f"{CALIBRATION_ELEMENT_LIMIT} elements per tensor"
+                )
 
 
 def _stacked(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -16,7 +16,9 @@ the record parsers behind the checksums. Mutation families, drawn with fixed wei
   dtype, an address, a machine entry, a router entry, ...) replaced by a hostile value of the same
   type, and the Program encoded again, so the encoding is valid and only the meaning is wrong.
 
-Reproduce one case: `image_case(images, programs, seed, index)` rebuilds it.
+Reproduce one case: `image_case(images, programs, seed, index)` rebuilds it. The interpreter's
+cases are `accepted_case(images, programs, seed, index)`: sealed payload and program edits drawn
+until the reader accepts one, so that every case reaches the interpreter.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ import struct
 import zlib
 from typing import Any, NamedTuple
 
-from backend.image import encode_image
+import fuzz_bytes
+
+from backend.image import decode_image, encode_image
 from backend.program import Box, Program
+from ir.errors import InputError
 
 HEADER = struct.Struct("<8sHHIQII32s")
 ENTRY = struct.Struct("<IIQQ")
@@ -81,68 +86,27 @@ def reseal_digest(data: bytes) -> bytes:
     return data[:32] + hashlib.sha256(zeroed).digest() + data[64:]
 
 
-# --- Raw mutations (no checksum fixed) ---
-
-
-def flip(rng: random.Random, data: bytes) -> tuple[str, bytes]:
-    mutated = bytearray(data)
-    positions = [rng.randrange(len(mutated)) for _ in range(rng.randint(1, 8))]
-    for position in positions:
-        mutated[position] ^= rng.randint(1, 255)
-    return f"flip bytes at {positions}", bytes(mutated)
-
-
-def truncate(rng: random.Random, data: bytes) -> tuple[str, bytes]:
-    cut = rng.randrange(len(data))
-    return f"truncate at {cut}", data[:cut]
-
-
-def splice(rng: random.Random, data: bytes, other: bytes) -> tuple[str, bytes]:
-    head, tail = rng.randrange(len(data)), rng.randrange(len(other))
-    return f"splice [:{head}] + other[{tail}:]", data[:head] + other[tail:]
-
-
-def insert(rng: random.Random, data: bytes) -> tuple[str, bytes]:
-    position = rng.randrange(len(data) + 1)
-    run = rng.randbytes(rng.randint(1, 64))
-    return f"insert {len(run)} bytes at {position}", data[:position] + run + data[position:]
-
-
-def delete(rng: random.Random, data: bytes) -> tuple[str, bytes]:
-    start = rng.randrange(len(data))
-    stop = min(len(data), start + rng.randint(1, 256))
-    return f"delete [{start}:{stop}]", data[:start] + data[stop:]
-
-
 # --- Sealed payload mutations ---
 
 
 def _edit_payload(rng: random.Random, payload: bytes) -> tuple[str, bytes]:
     """One edit of a section payload: flip, interesting integer, insert, delete or cut."""
-    mutated = bytearray(payload)
     action = rng.choice(("flip", "int", "int", "int", "insert", "delete", "cut"))
-    if not mutated:
+    if not payload:
         action = "insert"
-    position = rng.randrange(len(mutated)) if mutated else 0
-    if action == "flip":
-        mutated[position] ^= 1 << rng.randrange(8) if rng.random() < 0.5 else rng.randint(1, 255)
-        return f"flip at +{position}", bytes(mutated)
     if action == "int":
         size = rng.choice((1, 4, 4, 8))
         values = {1: INTERESTING_U32[:7], 4: INTERESTING_U32, 8: INTERESTING_U64}[size]
         value = rng.choice(values) & ((1 << (8 * size)) - 1)
-        mutated[position : position + size] = value.to_bytes(size, "little")
-        return f"u{8 * size} {value:#x} at +{position}", bytes(mutated)
-    if action == "insert":
-        run = rng.randbytes(rng.randint(1, 16))
-        mutated[position:position] = run
-        return f"insert {run.hex()} at +{position}", bytes(mutated)
-    if action == "delete":
-        stop = position + rng.randint(1, 16)
-        del mutated[position:stop]
-        return f"delete +{position}..+{stop}", bytes(mutated)
-    del mutated[position:]
-    return f"cut at +{position}", bytes(mutated)
+        encoded = value.to_bytes(size, "little")
+        return fuzz_bytes.overwrite(rng, payload, encoded, f"u{8 * size} {value:#x}")
+    edit = {
+        "flip": lambda: fuzz_bytes.flip(rng, payload, 1),
+        "insert": lambda: fuzz_bytes.insert(rng, payload, 16),
+        "delete": lambda: fuzz_bytes.delete(rng, payload, 16),
+        "cut": lambda: fuzz_bytes.cut(rng, payload),
+    }[action]
+    return edit()
 
 
 def sealed_payload(rng: random.Random, data: bytes) -> tuple[str, bytes]:
@@ -392,18 +356,24 @@ class ImageCase(NamedTuple):
     description: str
     data: bytes
 
-    def label(self, index: int) -> str:
+    def label(self, index: int | str) -> str:
         return f"case {index} [{self.name}; {self.family}: {self.description}]"
 
 
-def image_case(images: Images, programs: dict[str, Program], seed: int, index: int) -> ImageCase:
-    """Case `index` of the run with base `seed`."""
+def image_case(
+    images: Images,
+    programs: dict[str, Program],
+    seed: int,
+    index: int | str,
+    only: tuple[str, ...] = (),
+) -> ImageCase:
+    """Case `index` of the run with base `seed` (from the families in `only`, when given)."""
     rng = random.Random(f"s2c-image-fuzz-{seed}-{index}")
     names = sorted(images)
     name = rng.choice(names)
     data = images[name]
     other = images[rng.choice(names)]
-    families = [family for family, weight in FAMILIES for _ in range(weight)]
+    families = [f for f, weight in FAMILIES if f in only or not only for _ in range(weight)]
     family = rng.choice(families)
     if family == "sealed_program":
         result = sealed_program(rng, programs[name])
@@ -411,15 +381,35 @@ def image_case(images: Images, programs: dict[str, Program], seed: int, index: i
             family = "sealed_payload"
         else:
             return ImageCase(name, family, *result)
-    mutate = {
-        "flip": lambda: flip(rng, data),
-        "truncate": lambda: truncate(rng, data),
-        "splice": lambda: splice(rng, data, other),
-        "insert": lambda: insert(rng, data),
-        "delete": lambda: delete(rng, data),
+    mutate = {  # raw edits, which the checksums catch, then sealed ones
+        "flip": lambda: fuzz_bytes.flip(rng, data, rng.randint(1, 8)),
+        "truncate": lambda: fuzz_bytes.cut(rng, data),
+        "splice": lambda: fuzz_bytes.splice(rng, data, other),
+        "insert": lambda: fuzz_bytes.insert(rng, data, 64),
+        "delete": lambda: fuzz_bytes.delete(rng, data, 256),
         "sealed_payload": lambda: sealed_payload(rng, data),
         "sealed_header": lambda: sealed_header(rng, data),
         "sealed_sections": lambda: sealed_sections(rng, data, other),
     }[family]
     description, mutated = mutate()
     return ImageCase(name, family, description, mutated)
+
+
+# The families whose images the reader accepts often: valid records with wrong meanings.
+LOAD_FAMILIES = ("sealed_payload", "sealed_program")
+LOAD_ATTEMPTS = 50
+
+
+def accepted_case(
+    images: Images, programs: dict[str, Program], seed: int, index: int
+) -> tuple[str, Program] | None:
+    """Interpreter case `index`: (label, Program) of the first sealed payload or program mutation
+    that the reader accepts, of the cases "load-<index>-<attempt>" (None: none in 50 attempts)."""
+    for attempt in range(LOAD_ATTEMPTS):
+        key = f"load-{index}-{attempt}"
+        case = image_case(images, programs, seed, key, only=LOAD_FAMILIES)
+        try:
+            return case.label(key), decode_image(case.data)
+        except InputError:
+            continue
+    return None

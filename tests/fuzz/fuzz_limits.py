@@ -1,8 +1,10 @@
 """Sizes and bounds of the fuzz runs: case counts, a time limit per case, an address-space cap.
 
 Sizes come from the environment so that CI runs a slice and a nightly job the full run:
-S2C_FUZZ_CASES mutated images (default 800), S2C_FUZZ_MODELS mutated models (default the larger
-of 200 and S2C_FUZZ_CASES / 5), S2C_FUZZ_SEED the base seed (default 0). Case i of a run is a
+S2C_FUZZ_CASES mutated images for the reader (default 800), S2C_FUZZ_LOADS mutated images the
+reader accepts, for the interpreter (default 3/8 of S2C_FUZZ_CASES), S2C_FUZZ_MODELS mutated
+models (default the larger of 200 and S2C_FUZZ_CASES / 5), S2C_FUZZ_SEED the base seed
+(default 0). Case i of a run is a
 pure function of (seed, i), so a failure names its case and reproduces alone.
 
 `time_limit(seconds)` raises `CaseTimeout` (a BaseException, so that no `except Exception` in the
@@ -21,7 +23,7 @@ import signal
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ir.errors import S2CError
@@ -43,6 +45,7 @@ def _count(name: str, default: int) -> int:
 
 
 IMAGE_CASES = _count("S2C_FUZZ_CASES", 800)
+LOAD_CASES = _count("S2C_FUZZ_LOADS", IMAGE_CASES * 3 // 8)
 MODEL_CASES = _count("S2C_FUZZ_MODELS", max(200, IMAGE_CASES // 5))
 SEED = _count("S2C_FUZZ_SEED", 0)
 
@@ -144,6 +147,19 @@ def _crash(error: BaseException) -> str:
     ours = [f for f in frames if "site-packages" not in f.filename] or frames
     where = f"{Path(ours[-1].filename).name}:{ours[-1].lineno} in {ours[-1].name}" if ours else "?"
     return f"{type(error).__name__} at {where}: {str(error)[:200]}"
+
+
+def check_cases(
+    stage: str, cases: Iterable[tuple[str, Callable[[], object]]], seconds: float = CASE_SECONDS
+) -> None:
+    """Run each (label, call) case, made and run under the memory cap; report every failure."""
+    failures = []
+    with memory_cap():
+        for label, call in cases:
+            problem = run_case(stage, call, seconds)
+            if problem:
+                failures.append(f"{label}: {problem}")
+    assert not failures, failure_report(failures)
 
 
 def failure_report(failures: list[str], limit: int = 20) -> str:

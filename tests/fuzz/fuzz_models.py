@@ -20,6 +20,7 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+import fuzz_bytes
 import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
@@ -49,31 +50,20 @@ def _varint(value: int) -> bytes:
 
 
 def mutate_bytes(rng: random.Random, data: bytes, other: bytes) -> tuple[str, bytes]:
-    mutated = bytearray(data)
     action = rng.choice(("flip", "flip", "varint", "varint", "insert", "delete", "cut", "splice"))
-    position = rng.randrange(len(mutated))
-    if action == "flip":
-        positions = sorted(rng.randrange(len(mutated)) for _ in range(rng.randint(1, 6)))
-        for at in positions:
-            mutated[at] ^= rng.randint(1, 255)
-        return f"bytes: flip at {positions}", bytes(mutated)
     if action == "varint":
         value = rng.choice(INTERESTING_VARINTS)
-        encoded = _varint(value)
-        mutated[position : position + len(encoded)] = encoded
-        return f"bytes: varint {value:#x} at {position}", bytes(mutated)
-    if action == "insert":
-        run = rng.randbytes(rng.randint(1, 32))
-        mutated[position:position] = run
-        return f"bytes: insert {run.hex()} at {position}", bytes(mutated)
-    if action == "delete":
-        stop = position + rng.randint(1, 64)
-        del mutated[position:stop]
-        return f"bytes: delete [{position}:{stop}]", bytes(mutated)
-    if action == "cut":
-        return f"bytes: cut at {position}", bytes(mutated[:position])
-    tail = rng.randrange(len(other))
-    return f"bytes: splice [:{position}] + other[{tail}:]", bytes(mutated[:position]) + other[tail:]
+        description, mutated = fuzz_bytes.overwrite(rng, data, _varint(value), f"varint {value:#x}")
+        return f"bytes: {description}", mutated
+    edit = {
+        "flip": lambda: fuzz_bytes.flip(rng, data, rng.randint(1, 6)),
+        "insert": lambda: fuzz_bytes.insert(rng, data, 32),
+        "delete": lambda: fuzz_bytes.delete(rng, data, 64),
+        "cut": lambda: fuzz_bytes.cut(rng, data),
+        "splice": lambda: fuzz_bytes.splice(rng, data, other),
+    }[action]
+    description, mutated = edit()
+    return f"bytes: {description}", mutated
 
 
 # --- Structured mutations ---
@@ -203,23 +193,21 @@ def unknown_domain(rng: random.Random, model: onnx.ModelProto) -> str:
     return f"node '{node.name}' in domain {node.domain}"
 
 
+def _attribute(rng: random.Random, model: onnx.ModelProto) -> tuple[onnx.NodeProto, int]:
+    """A random node that has attributes, and the index of one of them (IndexError: none)."""
+    node = rng.choice([n for n in model.graph.node if n.attribute])
+    return node, rng.randrange(len(node.attribute))
+
+
 def missing_attribute(rng: random.Random, model: onnx.ModelProto) -> str:
-    nodes = [n for n in model.graph.node if n.attribute]
-    if not nodes:
-        return "no attribute"
-    node = rng.choice(nodes)
-    index = rng.randrange(len(node.attribute))
+    node, index = _attribute(rng, model)
     name = node.attribute[index].name
     del node.attribute[index]
     return f"node '{node.name}' loses attribute {name}"
 
 
 def wrong_attribute_type(rng: random.Random, model: onnx.ModelProto) -> str:
-    nodes = [n for n in model.graph.node if n.attribute]
-    if not nodes:
-        return "no attribute"
-    node = rng.choice(nodes)
-    index = rng.randrange(len(node.attribute))
+    node, index = _attribute(rng, model)
     name = node.attribute[index].name
     replacement = rng.choice(
         (1.5, 7, -1, 1 << 40, "text", [1.0, 2.0], [0, -1], [1 << 40] * 4, b"\xff\xfe", None)

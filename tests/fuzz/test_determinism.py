@@ -4,7 +4,9 @@ Python randomises string hashing per process (PYTHONHASHSEED), so any set or dic
 hash order on the way to the image would show up as different bytes between processes. Each
 process below compiles every small golden model in float mode (one chip, and a board whose chips
 offer 2 PEs so that slices spread over several chips) and in int8 mode, and reports the SHA-256
-of each image; the command line writes one image file too.
+of each image; the command line writes one image file too. On the spread board, both placers
+run with two placement time limits that the small models never reach: the images must not
+change (the CP-SAT runs all end OPTIMAL well inside the shorter limit).
 """
 
 from __future__ import annotations
@@ -25,14 +27,20 @@ import hashlib, json, sys
 from backend.image import encode_image
 from golden.cases import case_dir
 from s2c.driver import CompileOptions, compile_model
+VARIANTS = (("float", "chip", "greedy", 10.0), ("float", sys.argv[2], "greedy", 10.0),
+            ("int8", "board", "greedy", 10.0), ("float", sys.argv[2], "greedy", 40.0),
+            ("float", sys.argv[2], "cpsat", 5.0), ("float", sys.argv[2], "cpsat", 40.0))
 digests = {}
 for case in json.loads(sys.argv[1]):
-    for mode, machine in (("float", "chip"), ("float", sys.argv[2]), ("int8", "board")):
-        options = CompileOptions(mode=mode, machine=machine)
+    for mode, machine, placer, limit in VARIANTS:
+        options = CompileOptions(mode=mode, machine=machine, placer=placer, place_time=limit)
         result = compile_model(case_dir(case) / "model.onnx", options, emit=lambda text: None,
                                warn=lambda text: None)
         image = encode_image(result.program)
-        digests[f"{case}/{mode}/{machine}"] = hashlib.sha256(image).hexdigest()
+        report = json.loads(result.program.metadata.get("placement", "{}"))
+        statuses = sorted(report.get("solver", {}).get("statuses", {}))
+        key = f"{case}/{mode}/{machine}/{placer}/{limit}"
+        digests[key] = [hashlib.sha256(image).hexdigest(), statuses]
 print(json.dumps(digests))
 """
 
@@ -54,8 +62,13 @@ def test_images_are_identical_across_hash_seeds(tmp_path):
         )
         for seed in ("0", "12345")
     ]
-    assert len(digests[0]) == 3 * len(SMALL_CASES)
+    assert len(digests[0]) == 6 * len(SMALL_CASES)
     assert digests[0] == digests[1]
+    for case in SMALL_CASES:  # placement time limits that are not reached change nothing
+        for placer, limits in (("greedy", (10.0, 40.0)), ("cpsat", (5.0, 40.0))):
+            short, long = (digests[0][f"{case}/float/{machine}/{placer}/{t}"] for t in limits)
+            assert short[1] in ([], ["OPTIMAL"]), short  # every CP-SAT run proved its optimum
+            assert short == long, (case, placer)
 
 
 def test_the_command_line_writes_identical_files_across_hash_seeds(tmp_path):

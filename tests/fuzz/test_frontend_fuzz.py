@@ -18,28 +18,21 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
+from cli_runner import invoke
 from fuzz_limits import (
     CHUNK,
     COMPILE_SECONDS,
     MODEL_CASES,
     SEED,
+    check_cases,
     chunks,
-    failure_report,
-    memory_cap,
-    run_case,
 )
 from fuzz_models import model_case
 from onnx import TensorProto, helper, numpy_helper
 
 from backend.image import encode_image
-from s2c.cli import main
 from s2c.driver import CompileOptions, compile_model
 from s2c.frontend import load_onnx
-
-
-def _cases(start: int) -> range:
-    return range(start, min(start + CHUNK, MODEL_CASES))
 
 
 def _case_folder(root: Path, index: int) -> Path:
@@ -59,33 +52,21 @@ def _compile(path: Path) -> None:
     encode_image(result.program)
 
 
+def _model_cases(start: int, models, root: Path, stage: Callable[[Path], object]):
+    for index in range(start, min(start + CHUNK, MODEL_CASES)):
+        description, path = _write_case(models, root, index)
+        yield f"case {index} [{description}]", lambda path=path: stage(path)
+
+
 @pytest.mark.parametrize("start", chunks(MODEL_CASES))
 def test_frontend_refuses_mutated_models_in_one_line(start, golden_models, tmp_path):
-    failures = []
-    with memory_cap():
-        for index in _cases(start):
-            description, path = _write_case(golden_models, tmp_path, index)
-            problem = run_case("frontend", lambda path=path: load_onnx(path))
-            if problem:
-                failures.append(f"case {index} [{description}]: {problem}")
-    assert not failures, failure_report(failures)
+    check_cases("frontend", _model_cases(start, golden_models, tmp_path, load_onnx))
 
 
-@pytest.mark.xfail(
-    reason="known crashes after the frontend (partition, routing, int8 slicing; "
-    "docs/testing.md); --runxfail lists the cases",
-    strict=False,
-)
 @pytest.mark.parametrize("start", chunks(MODEL_CASES))
 def test_compiler_compiles_or_refuses_mutated_models_in_one_line(start, golden_models, tmp_path):
-    failures = []
-    with memory_cap():
-        for index in _cases(start):
-            description, path = _write_case(golden_models, tmp_path, index)
-            problem = run_case("compile", lambda path=path: _compile(path), COMPILE_SECONDS)
-            if problem:
-                failures.append(f"case {index} [{description}]: {problem}")
-    assert not failures, failure_report(failures)
+    cases = _model_cases(start, golden_models, tmp_path, _compile)
+    check_cases("compile", cases, COMPILE_SECONDS)
 
 
 def test_model_cases_are_a_pure_function_of_seed_and_index(golden_models, tmp_path):
@@ -169,6 +150,11 @@ def external(location: str) -> Callable[[onnx.ModelProto], None]:
         tensor.data_location = TensorProto.EXTERNAL
 
     return edit
+
+
+def int8_input(model: onnx.ModelProto) -> None:
+    """x is int8 without quantisation parameters (valid ONNX; float mode cannot read it)."""
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.INT8
 
 
 def cycle(model: onnx.ModelProto) -> None:
@@ -350,20 +336,22 @@ BAD_MODELS = {
         "InputError",
         ["node 1 name", "not valid UTF-8"],
     ),
+    "a zero-sized batch": (
+        edited(set_input_dims([0, 3, 8, 8])),
+        "UnsupportedError",
+        ["'conv' (conv)", "'x'", "(0, 3, 8, 8)", "no elements"],
+    ),
+    "an int8 input in float mode": (
+        edited(int8_input),
+        "UnsupportedError",
+        ["'conv' (conv)", "int8 tensor 'x'", "no per-tensor scale", "--mode int8"],
+    ),
     "a text attribute that is not UTF-8": (
         edited(non_utf8_attribute),
         "InputError",
         ["'conv' (Conv)", "attribute 'auto_pad'", "UTF-8"],
     ),
 }
-
-
-def invoke(*args) -> object:
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click 8.2 keeps stderr apart by itself
-        runner = CliRunner()
-    return runner.invoke(main, [str(a) for a in args])
 
 
 def test_the_unbroken_model_compiles(tmp_path):

@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
+from cli_runner import invoke
 
 from backend.image import decode_image
 from golden.cases import build_model
-from s2c.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERRUPTED = "error: interrupted; no output file was written"
@@ -62,6 +61,25 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
+def default_sigint() -> None:
+    """In the child before exec: SIGINT at its default, even when this test run ignores it (a
+    job started in the background by a non-interactive shell inherits SIGINT ignored, and
+    Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def spawn(args: list) -> subprocess.Popen:
+    """`s2c ARGS...` in a child process that Ctrl-C (SIGINT) interrupts; text pipes."""
+    return subprocess.Popen(
+        command(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+        preexec_fn=default_sigint,
+    )
+
+
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
@@ -77,20 +95,9 @@ def cpu_seconds(pid: int) -> float:
 
 def interrupt_compile(model: Path, image: Path, delay: float) -> tuple[int, str]:
     """Compile, SIGINT `delay` seconds after the first pass printed; (exit code, stderr)."""
-    args = [
-        "compile",
-        "--mode",
-        "float",
-        model,
-        "-o",
-        image,
-        "--print-after",
-        "constant-fold",
-        "--quiet",
-    ]
-    with subprocess.Popen(
-        command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env()
-    ) as process:
+    args = ["compile", "--mode", "float", model, "-o", image]
+    args += ["--print-after", "constant-fold", "--quiet"]
+    with spawn(args) as process:
         assert process.stdout is not None
         first = process.stdout.readline()
         assert first.startswith("// after constant-fold"), first
@@ -137,13 +144,7 @@ def test_ctrl_c_at_any_moment_of_a_compile_leaves_a_whole_image_or_none(multi_ch
 def test_ctrl_c_during_run_leaves_no_file(multi_chip, tmp_path):
     out, stats = tmp_path / "y.npz", tmp_path / "stats.json"
     args = ["run", multi_chip["image"], "--inputs", multi_chip["inputs"], "-o", out]
-    with subprocess.Popen(
-        command([*args, "--stats-json", stats]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
-    ) as process:
+    with spawn([*args, "--stats-json", stats]) as process:
         deadline = time.monotonic() + 60
         while cpu_seconds(process.pid) < 2.0 and process.poll() is None:
             assert time.monotonic() < deadline
@@ -157,14 +158,6 @@ def test_ctrl_c_during_run_leaves_no_file(multi_chip, tmp_path):
 
 
 # --- Outputs never replace inputs ---
-
-
-def invoke(*args):
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click 8.2 keeps stderr apart by itself
-        runner = CliRunner()
-    return runner.invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +229,7 @@ def test_an_interrupt_after_the_image_names_what_was_written(small, tmp_path, mo
     monkeypatch.setattr(s2c.export, "export_onnx", interrupted)
     image, qdq = tmp_path / "m.bin", tmp_path / "m.qdq.onnx"
     args = ("-o", image, "--mode", "int8", "--emit-qdq", qdq, "--quiet")
-    result = invoke("compile", "--mode", "float", small["model"], *args)
+    result = invoke("compile", small["model"], *args)
     assert result.exit_code == 130, result.output
     assert result.stderr.splitlines() == [f"error: interrupted; only {image} was written, in full"]
     decode_image(image.read_bytes())

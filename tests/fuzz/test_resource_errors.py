@@ -9,19 +9,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
+from cli_runner import invoke
+from fuzz_limits import COMPILE_SECONDS, time_limit
 from onnx import TensorProto, helper
 
 from golden.cases import build_model
-from s2c.cli import main
-
-
-def invoke(*args):
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click 8.2 keeps stderr apart by itself
-        runner = CliRunner()
-    return runner.invoke(main, [str(a) for a in args])
 
 
 def error_line(result) -> str:
@@ -122,3 +114,37 @@ def test_an_input_larger_than_an_image_carries_is_refused_at_compile_time(tmp_pa
     line = error_line(invoke("compile", "--mode", "float", model, "-o", tmp_path / "o.bin"))
     assert "graph input 'x'" in line and "needs 320000000 bytes per inference" in line, line
     assert line.endswith("an image carries inputs and outputs of up to 268435456 bytes each")
+
+
+def test_a_layer_of_a_billion_rows_is_refused_quickly_naming_the_layer(tmp_path):
+    """Expand to 2^30 rows, then a reduction over them, on the largest machine: the rows fit
+    the SRAM of 720 boards, but the reduction reads them all into one PE. The partitioner's
+    search is logarithmic in the rows and plans every layer before cutting any, so the error
+    comes at once (the time limit turns a regression into a hang into a failure)."""
+    rows = 1 << 30
+    shape = helper.make_tensor("shape", TensorProto.INT64, [3], [1, rows, 2])
+    nodes = [
+        helper.make_node("Expand", ["x", "shape"], ["e"], name="expand"),
+        helper.make_node("Relu", ["e"], ["r"], name="relu"),
+        helper.make_node("ReduceMax", ["r"], ["y"], name="reduce", axes=[1], keepdims=1),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2])
+    graph = helper.make_graph(nodes, "rows", [x], [y], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    path = tmp_path / "rows.onnx"
+    onnx.save(model, str(path))
+    output = tmp_path / "o.bin"
+    with time_limit(COMPILE_SECONDS):
+        line = error_line(
+            invoke("compile", path, "--mode", "float", "--machine", "auto", "-o", output)
+        )
+    assert "'reduce' (reduce)" in line, line
+    need = int(re.search(r"needs (\d+) bytes", line).group(1))
+    assert rows * 2 * 4 <= need <= rows * 2 * 4 + 1024, line  # the rows, plus a descriptor
+    assert "a PE has 94208 for data" in line, line
+    # int8 mode calibrates first: it refuses to evaluate the 2^31-element tensor on the host.
+    with time_limit(COMPILE_SECONDS):
+        line = error_line(invoke("compile", path, "--machine", "auto", "-o", output))
+    assert "'expand' (expand): calibration would evaluate" in line, line
+    assert f"({rows * 2} elements); the limit is {1 << 27} elements per tensor" in line, line

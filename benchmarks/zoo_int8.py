@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ from benchmarks.zoo_models import (  # noqa: E402
     randomised_model,
     seeded_input,
 )
-from s2c.driver import CompileOptions, compile_model  # noqa: E402
+from s2c.driver import CompileOptions, CompileResult, compile_model  # noqa: E402
 from s2c.export import export_onnx  # noqa: E402
 from s2c.files import write_npz  # noqa: E402
 from s2c.validate import run_onnxruntime  # noqa: E402
@@ -50,13 +51,19 @@ def calibration(model, samples: int = 4) -> dict[str, np.ndarray]:
     return {name: np.stack([d[name] for d in draws]) for name in draws[0]}
 
 
-def measure(name: str, timing: bool, plain: bool = False) -> dict:
+def compile_zoo_int8(name: str) -> tuple[onnx.ModelProto, CompileResult]:
+    """The graph `name` cut at its Softmax input, and its int8 compile (seeded calibration)."""
     model = cut_at_softmax(randomised_model(name))
     with tempfile.TemporaryDirectory() as folder:
         calib = Path(folder) / "calib.npz"
         write_npz(calib, calibration(model))
         options = CompileOptions(mode="int8", machine="auto", calib=str(calib))
         result = compile_model(model, options, emit=lambda t: None, warn=lambda t: None)
+    return model, result
+
+
+def measure(name: str, timing: bool, plain: bool = False) -> dict:
+    model, result = compile_zoo_int8(name)
     interpreter = Interpreter(decode_image(encode_image(result.program)))
     qdq = export_onnx(result.graph, integer_ops=not plain)
     x = seeded_input(model, seed=7)

@@ -20,6 +20,10 @@ roundings are exact ties (p mod 2^r = 2^(r-1), where rounding half away from zer
 even part). An element where onnxruntime differs from the exact code is onnxruntime's fp32
 rounding (summation and the division by s_y); one where the image does is the image's.
 
+Last, onnxruntime against itself: the plain form against the same model with the input
+channels of every ungrouped Conv reversed (a Gather on the input, the weights' axis 1 reversed),
+which is the same function with another fp32 summation order.
+
     python -m benchmarks.qdq_trace vgg19 [shufflenet ...]
 """
 
@@ -169,10 +173,7 @@ def trace(name: str) -> list[Layer]:
     layers = []
     for code in names:
         ours = image[code].astype(np.int64)
-        difference = np.abs(chained[code].astype(np.int64) - ours)
-        histogram = np.array(
-            [(difference == 1).sum(), (difference == 2).sum(), (difference > 2).sum()]
-        )
+        histogram = _histogram(np.abs(chained[code].astype(np.int64) - ours))
         theirs = local[code + LOCAL].astype(np.int64)
         layer = Layer(
             code, _plain_op(plain, code), ours.size, histogram, int((theirs != ours).sum())
@@ -186,7 +187,46 @@ def trace(name: str) -> list[Layer]:
             d = np.broadcast_to(arrays[divisor], image[product].shape)
             layer.ties = int((np.abs(image[product]) % d == d // 2).sum())
         layers.append(layer)
+    reordered = run_onnxruntime(reversed_channels(plain), x)
+    original = run_onnxruntime(plain, x)
+    for io in result.program.outputs:
+        steps = np.rint(np.abs(reordered[io.name] - original[io.name]) / io.quant[0])
+        layers.append(Layer(f"{io.name} (self)", "reversed sums", steps.size, _histogram(steps)))
     return layers
+
+
+def reversed_channels(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with the input channels of each ungrouped Conv reversed: Gather(x, C-1..0, axis 1)
+    and the int8 weight initializer (read by a DequantizeLinear along axis 0) reversed on axis 1.
+    """
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    initializers = {t.name: t for t in copy.graph.initializer}
+    producers = _producers(copy)
+    nodes = []
+    for node in copy.graph.node:
+        grouped = any(a.name == "group" and a.i != 1 for a in node.attribute)
+        if node.op_type == "Conv" and not grouped:
+            weight = initializers[producers[node.input[1]].input[0]]
+            data = numpy_helper.to_array(weight)
+            weight.CopyFrom(
+                numpy_helper.from_array(np.ascontiguousarray(data[:, ::-1]), weight.name)
+            )
+            order = np.arange(data.shape[1] - 1, -1, -1, dtype=np.int64)
+            copy.graph.initializer.append(numpy_helper.from_array(order, f"{node.name}/reversed"))
+            gathered = f"{node.name}/reversed_input"
+            inputs = [node.input[0], f"{node.name}/reversed"]
+            nodes.append(helper.make_node("Gather", inputs, [gathered], axis=1))
+            node.input[0] = gathered
+        nodes.append(node)
+    del copy.graph.node[:]
+    copy.graph.node.extend(nodes)
+    return copy
+
+
+def _histogram(steps: np.ndarray) -> np.ndarray:
+    """How many differences of 1, 2 and more than 2 LSB."""
+    return np.array([(steps == 1).sum(), (steps == 2).sum(), (steps > 2).sum()])
 
 
 def _plain_op(plain: onnx.ModelProto, code: str) -> str:
@@ -232,7 +272,7 @@ def report(name: str, layers: list[Layer]) -> None:
             f" {layer.local:7d}{extra}"
         )
     local = sum(layer.local for layer in layers)
-    total = sum(layer.elements for layer in layers)
+    total = sum(layer.elements for layer in layers if layer.op != "reversed sums")
     print(f"local differences: {local} of {total} codes ({1e6 * local / total:.1f} ppm)")
 
 

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from backend.image import decode_image, encode_image  # noqa: E402
 from backend.interpreter import Interpreter  # noqa: E402
+from benchmarks.reordered import reversed_channels  # noqa: E402
 from benchmarks.zoo_int8 import compile_zoo_int8  # noqa: E402
 from benchmarks.zoo_models import seeded_input  # noqa: E402
 from s2c.export import export_onnx  # noqa: E402
@@ -193,35 +194,6 @@ def trace(name: str) -> list[Layer]:
         steps = np.rint(np.abs(reordered[io.name] - original[io.name]) / io.quant[0])
         layers.append(Layer(f"{io.name} (self)", "reversed sums", steps.size, _histogram(steps)))
     return layers
-
-
-def reversed_channels(model: onnx.ModelProto) -> onnx.ModelProto:
-    """`model` with the input channels of each ungrouped Conv reversed: Gather(x, C-1..0, axis 1)
-    and the int8 weight initializer (read by a DequantizeLinear along axis 0) reversed on axis 1.
-    """
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    initializers = {t.name: t for t in copy.graph.initializer}
-    producers = _producers(copy)
-    nodes = []
-    for node in copy.graph.node:
-        grouped = any(a.name == "group" and a.i != 1 for a in node.attribute)
-        if node.op_type == "Conv" and not grouped:
-            weight = initializers[producers[node.input[1]].input[0]]
-            data = numpy_helper.to_array(weight)
-            weight.CopyFrom(
-                numpy_helper.from_array(np.ascontiguousarray(data[:, ::-1]), weight.name)
-            )
-            order = np.arange(data.shape[1] - 1, -1, -1, dtype=np.int64)
-            copy.graph.initializer.append(numpy_helper.from_array(order, f"{node.name}/reversed"))
-            gathered = f"{node.name}/reversed_input"
-            inputs = [node.input[0], f"{node.name}/reversed"]
-            nodes.append(helper.make_node("Gather", inputs, [gathered], axis=1))
-            node.input[0] = gathered
-        nodes.append(node)
-    del copy.graph.node[:]
-    copy.graph.node.extend(nodes)
-    return copy
 
 
 def _histogram(steps: np.ndarray) -> np.ndarray:

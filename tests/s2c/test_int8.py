@@ -1,8 +1,8 @@
 """int8 mode: the interpreter against onnxruntime running the same quantised graph as QDQ.
 
-onnxruntime runs the QDQ export with graph optimisations off, so it evaluates dequantise -> float
-op -> quantise as written. The integer kernels round differently only at ties (fixed-point
-rounding half away from zero vs float round half to even), so at most 1 LSB may differ.
+onnxruntime runs the QDQ export with graph optimisations off, so it evaluates the graph as
+written: conv, dense, add, concat and lookups as their exact integer computation, the fp32 islands
+as dequantise -> float op -> quantise (docs/numerics.md); the bounds checked are the issue's.
 """
 
 from __future__ import annotations

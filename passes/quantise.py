@@ -10,6 +10,9 @@
    concat): int8 per tensor with their own range.
 4. Every float activation value (graph inputs and outputs included) becomes int8 with its
    parameters; ops keep their names and read integer semantics from their operand types.
+
+Every scale is rounded to float32, the type ONNX stores scales in, so the multipliers derived
+from them are those of the exported QDQ model (`float32_scales`).
 """
 
 from __future__ import annotations
@@ -33,14 +36,24 @@ SAME_PARAMETERS = frozenset(
 INTEGER_CONSTANT_OPERANDS = frozenset({"add", "sub", "mul", "concat"})
 
 
+def float32_scales(scales: np.ndarray) -> np.ndarray:
+    """Scales rounded to float32, the type in which ONNX (and the exported model) stores them.
+
+    Every multiplier M = s_x s_w / s_y is derived from the scales of the IR; rounded here, they
+    are exactly the scales the exported QDQ model carries, so the image requantises by the
+    model's own M (to the multiplier's 31 bits) rather than by one up to 3 * 2^-24 off.
+    """
+    return np.asarray(scales, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
 def activation_parameters(low: float, high: float) -> tuple[float, int]:
-    """(scale, zero point) of an asymmetric int8 range that contains 0."""
+    """(scale, zero point) of an asymmetric int8 range that contains 0 (scale a float32)."""
     low, high = min(low, 0.0), max(high, 0.0)
     if high - low < 1e-12:
         high = low + 1e-6
-    scale = (high - low) / 255.0
+    scale = float(np.float32((high - low) / 255.0))
     zero = int(np.clip(np.round(-128 - low / scale), -128, 127))
-    return float(scale), zero
+    return scale, zero
 
 
 def _int8_type(value: Value, scale: float, zero: int) -> TensorType:
@@ -124,7 +137,7 @@ def _quantise_weights(graph: Graph, node: Node, x_scale: float, per_tensor: bool
     peak = np.abs(moved).max(axis=1)
     if per_tensor:
         peak = np.full_like(peak, peak.max())
-    scales = np.where(peak > 0, peak / 127.0, 1.0)
+    scales = float32_scales(np.where(peak > 0, peak / 127.0, 1.0))
     shape = [1] * weight.ndim
     shape[axis] = -1
     q = np.clip(np.rint(weight / scales.reshape(shape)), -127, 127).astype(np.int8)
@@ -139,7 +152,7 @@ def _quantise_weights(graph: Graph, node: Node, x_scale: float, per_tensor: bool
         if len(node.inputs) == 3
         else np.zeros(len(scales))
     )
-    bias_scales = x_scale * scales
+    bias_scales = float32_scales(x_scale * scales)
     q_bias = np.clip(np.rint(bias / bias_scales), -(2**31), 2**31 - 1).astype(np.int32)
     bias_quant = QuantParams(tuple(float(s) for s in bias_scales), (0,) * len(scales), 0)
     bias_value = graph.constant(

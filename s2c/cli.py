@@ -103,6 +103,32 @@ def compile_options(function):
             "network to integrate-and-fire neurons run for --timesteps steps (docs/snn.md).",
         ),
         click.option(
+            "--prune",
+            type=float,
+            default=0.0,
+            show_default=True,
+            metavar="FRACTION",
+            help="Zero this fraction (in [0, 1)) of each conv/dense layer's weights, smallest "
+            "magnitude first; the first and last such layers are kept whole (docs/sparsity.md).",
+        ),
+        click.option(
+            "--prune-global",
+            is_flag=True,
+            help="--prune ranks the weights of all layers together instead of per layer.",
+        ),
+        click.option(
+            "--prune-first-last",
+            is_flag=True,
+            help="--prune the first and last conv/dense layers too.",
+        ),
+        click.option(
+            "--event-activations/--no-event-activations",
+            default=True,
+            show_default=True,
+            help="int8/float: a PE sends only its non-zero activations, one packet (key of the "
+            "element, value) each; without it, every value, packed into full packets.",
+        ),
+        click.option(
             "--timesteps",
             type=int,
             default=32,

@@ -314,9 +314,10 @@ def _product(ranges: list[list[tuple[int, int]]]) -> Iterator[tuple[tuple[int, i
 
 # -- whole graph ----------------------------------------------------------------------------------
 class _Builder:
-    def __init__(self, graph: Graph, budget: int) -> None:
+    def __init__(self, graph: Graph, budget: int, compress_weights: bool = True) -> None:
         self.graph = graph
         self.budget = budget
+        self.compress_weights = compress_weights
         self.result = Partition()
         self.tensor_of: dict[int, int] = {}
 
@@ -407,18 +408,23 @@ class _Builder:
 
 
 def partition(
-    graph: Graph, budget: int, spiking: Mapping[str, SpikingLayer] | None = None
+    graph: Graph,
+    budget: int,
+    spiking: Mapping[str, SpikingLayer] | None = None,
+    compress_weights: bool = True,
 ) -> Partition:
     """Cut every node of a canonical graph into slices of at most `budget` SRAM bytes each.
 
-    `spiking` (snn mode) says how each node runs as neurons (`passes.ann_to_snn`).
+    `spiking` (snn mode) says how each node runs as neurons (`passes.ann_to_snn`);
+    `compress_weights` lets a slice store a sparse weight compressed (`backend.sparse_weights`).
     """
-    builder = _Builder(graph, budget)
+    builder = _Builder(graph, budget, compress_weights)
     for value in graph.inputs:
         builder.result.graph_inputs.append((value.name, builder.tensor(value)))
     for index, node in enumerate(graph.nodes):
         builder.result.layer_names.append(node.name)
-        builder.add_layer(Layer.of(node, (spiking or {}).get(node.name)), index)
+        layer = Layer.of(node, (spiking or {}).get(node.name), compress_weights)
+        builder.add_layer(layer, index)
     for value in graph.outputs:
         if value.is_constant:
             raise UnsupportedError(f"graph output '{value.name}' is a constant")

@@ -122,11 +122,20 @@ def compile_options(function):
             help="--prune the first and last conv/dense layers too.",
         ),
         click.option(
-            "--event-activations/--no-event-activations",
+            "--sparse-weights/--dense-weights",
             default=True,
             show_default=True,
+            help="Store a slice's sparse weight as compressed rows of non-zeros when that is "
+            "smaller (docs/image-format.md); --dense-weights always stores it whole.",
+        ),
+        click.option(
+            "--event-activations/--no-event-activations",
+            default=False,
+            show_default=True,
             help="int8/float: a PE sends only its non-zero activations, one packet (key of the "
-            "element, value) each; without it, every value, packed into full packets.",
+            "element, value) each; --no-event-activations sends every value, packed into full "
+            "packets, which carries fewer packets unless most activations are zero "
+            "(docs/sparsity.md).",
         ),
         click.option(
             "--timesteps",

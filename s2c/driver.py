@@ -77,7 +77,8 @@ class CompileOptions:
     prune: float = 0.0  # fraction of conv/dense weights zeroed by magnitude (passes.sparsity)
     prune_global: bool = False  # one magnitude ranking over all layers instead of per layer
     prune_first_last: bool = False  # prune the first and last conv/dense layers too
-    event_activations: bool = True  # send only non-zero activations (docs/sparsity.md)
+    sparse_weights: bool = True  # store a sparse weight compressed when smaller
+    event_activations: bool = False  # send only non-zero activations (docs/sparsity.md)
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -302,7 +303,9 @@ def compile_model(
         machine.chip_spec.data_bytes if machine else machine_from_name("chip").chip_spec.data_bytes
     )
     status("partitioning")
-    parts = partition(graph, budget, spiking.network.layers if spiking else None)
+    parts = partition(
+        graph, budget, spiking.network.layers if spiking else None, options.sparse_weights
+    )
     lap("partition")
     if machine is None:
         machine = auto_machine(parts)
@@ -328,7 +331,7 @@ def compile_model(
         metadata.update(snn_metadata(options))
     metadata.update(sparsity_metadata(options, pruning))
     status("routing and laying out memory")
-    program = assemble(parts, placement, machine, options.mode, metadata)
+    program = assemble(parts, placement, machine, options.mode, metadata, options.event_activations)
     outcome.report.figures["router_entries_max"] = max(
         (len(chip.router) for chip in program.chips), default=0
     )

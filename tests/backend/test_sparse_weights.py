@@ -1,0 +1,140 @@
+"""Compressed weight storage (backend/sparse_weights.py): format, load checks, bit-identical runs.
+
+The same pruned weights compiled with `--sparse-weights` (csr where smaller) and `--dense-weights`
+must give bit-identical outputs: both images are run from their bytes by the interpreter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.image import decode_image, encode_image
+from backend.interpreter import Interpreter
+from backend.program import Box, Kernel, OutputPort
+from backend.sparse_weights import check_sparse_weight, compress, decode
+from backend.stats import weight_bytes
+from golden.cases import load_case
+from ir.errors import InputError
+from s2c.driver import CompileOptions, compile_model
+from s2c.validate import interpreter_outputs
+
+DIGITS = Path(__file__).resolve().parents[2] / "golden" / "digits"
+
+
+def _image(model, **options) -> bytes:
+    result = compile_model(model, CompileOptions(**options), emit=lambda t: None, warn=None)
+    return encode_image(result.program)
+
+
+def _csr_kernels(image: bytes) -> list[Kernel]:
+    program = decode_image(image)
+    return [k for pe in program.pes for k in pe.kernels if k.attrs.get("weight_format") == "csr"]
+
+
+def _stored_and_dense(image: bytes) -> tuple[int, int]:
+    program = decode_image(image)
+    pairs = [weight_bytes(k) for pe in program.pes for k in pe.kernels]
+    return sum(s for _, s in pairs), sum(d for d, _ in pairs)
+
+
+@pytest.mark.parametrize("case", ["mlp", "conv_pool_dense"])
+def test_int8_sparse_and_dense_storage_give_identical_outputs(case: str) -> None:
+    model, inputs, _, _ = load_case(case)
+    rng = np.random.default_rng(5)
+    samples = {
+        n: np.concatenate([a, rng.standard_normal((6, *a.shape[1:]), a.dtype)])
+        for n, a in inputs.items()
+    }
+    options = dict(mode="int8", prune=0.8, prune_first_last=True)
+    sparse = _image(model, **options)
+    dense = _image(model, **options, sparse_weights=False)
+    assert _csr_kernels(sparse) and not _csr_kernels(dense)
+    stored, whole = _stored_and_dense(sparse)
+    assert stored < 0.6 * whole  # 80 % zeros: values + 1-2 byte indices + row lengths
+    sparse_out, _ = interpreter_outputs(sparse, samples)
+    dense_out, _ = interpreter_outputs(dense, samples)
+    for name in dense_out:
+        np.testing.assert_array_equal(sparse_out[name], dense_out[name])
+
+
+def test_snn_sparse_and_dense_storage_give_identical_outputs() -> None:
+    test = np.load(DIGITS / "test.npz")
+    x = {"input": test["input_mlp"][:40]}
+    options = dict(
+        mode="snn",
+        calib=str(DIGITS / "calib_mlp.npz"),
+        timesteps=8,
+        prune=0.7,
+        prune_first_last=True,
+    )
+    sparse = _image(DIGITS / "mlp.onnx", **options)
+    dense = _image(DIGITS / "mlp.onnx", **options, sparse_weights=False)
+    assert _csr_kernels(sparse) and not _csr_kernels(dense)
+    sparse_out, sparse_stats = interpreter_outputs(sparse, x)
+    dense_out, dense_stats = interpreter_outputs(dense, x)
+    np.testing.assert_array_equal(sparse_out["logits"], dense_out["logits"])
+    # a spike walks only the non-zeros of its synaptic row when the row is stored compressed
+    assert sparse_stats.synaptic_events < dense_stats.synaptic_events
+
+
+def test_compress_layout_matches_a_hand_made_example() -> None:
+    weight = np.array([[0, 3, 0, -2], [0, 0, 0, 0], [5, 0, 0, 1]], dtype=np.int8)
+    (_, values), (_, columns), (_, lengths) = compress(weight)
+    np.testing.assert_array_equal(values, np.array([3, -2, 5, 1], dtype=np.int8))
+    np.testing.assert_array_equal(columns, np.array([1, 3, 0, 3], dtype=np.uint8))
+    np.testing.assert_array_equal(lengths, np.array([2, 0, 2], dtype=np.uint16))
+    assert compress(np.zeros((2, 300), np.int8))[1][1].dtype == np.uint16
+    assert compress(np.ones((2, 65536), np.int8)) is None  # index would overflow: stays dense
+
+
+def _kernel(shape=(3, 4)) -> Kernel:
+    box = Box((0, 0), (1, shape[1]))
+    output = OutputPort(1, box, "int8", 0, 0, 0xFFFFFFF0, 16)
+    attrs = {"weight_format": "csr", "weight_shape": shape}
+    return Kernel("dense", "fc", 0, attrs, (), output)
+
+
+def _params(values, columns, lengths) -> dict[str, np.ndarray]:
+    return {
+        "weight_values": np.array(values, np.int8),
+        "weight_columns": np.array(columns, np.uint8),
+        "weight_row_lengths": np.array(lengths, np.uint16),
+    }
+
+
+def test_decode_rebuilds_the_dense_weight() -> None:
+    params = decode(_kernel(), _params([3, -2, 5, 1], [1, 3, 0, 3], [2, 0, 2]))
+    expected = np.array([[0, 3, 0, -2], [0, 0, 0, 0], [5, 0, 0, 1]], dtype=np.int8)
+    np.testing.assert_array_equal(params["weight"], expected)
+
+
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        (_params([3, -2, 5], [1, 3, 0, 3], [2, 0, 2]), "row lengths sum to 4"),
+        (_params([3, -2, 5, 1], [1, 4, 0, 3], [2, 0, 2]), "column is 4 >= 4"),
+        (_params([3, -2, 5, 1], [3, 1, 0, 3], [2, 0, 2]), "not increasing"),
+        (_params([3, -2, 5, 1], [1, 3, 0, 3], [2, 2]), "uint16 \\[3\\]"),
+    ],
+)
+def test_bad_csr_weights_are_refused_at_load(params, words) -> None:
+    with pytest.raises(InputError, match=words):
+        check_sparse_weight(_kernel(), params)
+
+
+def test_interpreter_refuses_a_corrupted_csr_weight() -> None:
+    model, _, _, _ = load_case("mlp")
+    program = decode_image(_image(model, mode="int8", prune=0.8, prune_first_last=True))
+    pe = next(p for p in program.pes if any("weight_format" in k.attrs for k in p.kernels))
+    index = next(i for i, k in enumerate(pe.kernels) if "weight_format" in k.attrs)
+    kernel = pe.kernels[index]
+    shape = tuple(kernel.attrs["weight_shape"])
+    pe.kernels[index] = replace(
+        kernel, attrs={**kernel.attrs, "weight_shape": (shape[0] + 1, *shape[1:])}
+    )
+    with pytest.raises(InputError, match="weight_row_lengths must be uint16"):
+        Interpreter(decode_image(encode_image(program)))

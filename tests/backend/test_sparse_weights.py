@@ -10,7 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import helper, numpy_helper
 
 from backend.image import decode_image, encode_image
 from backend.interpreter import Interpreter
@@ -138,3 +140,34 @@ def test_interpreter_refuses_a_corrupted_csr_weight() -> None:
     )
     with pytest.raises(InputError, match="weight_row_lengths must be uint16"):
         Interpreter(decode_image(encode_image(program)))
+
+
+def _wide_mlp() -> onnx.ModelProto:
+    """256 -> 1024 -> 10 with ReLU: the first layer's weight alone fills several PEs in float."""
+    rng = np.random.default_rng(9)
+    w1 = numpy_helper.from_array(rng.standard_normal((256, 1024)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((1024, 10)).astype(np.float32), "w2")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "wide",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 256])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 10])],
+        [w1, w2],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_compressed_weights_need_fewer_pes() -> None:
+    model = _wide_mlp()
+    options = dict(mode="float", prune=0.9, prune_first_last=True, machine="chip")
+    sparse = _image(model, **options)
+    dense = _image(model, **options, sparse_weights=False)
+    # 1 MiB of float weights at 96 KiB per PE; 10 % non-zeros at 4 + 1 bytes each: 1/8 of that
+    dense_pes, sparse_pes = (len(decode_image(image).pes) for image in (dense, sparse))
+    assert dense_pes >= 11
+    assert sparse_pes <= 0.7 * dense_pes

@@ -14,6 +14,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
+from backend.cost import estimate
 from backend.image import decode_image, encode_image
 from backend.interpreter import Interpreter
 from backend.program import Box, Kernel, OutputPort
@@ -171,3 +172,22 @@ def test_compressed_weights_need_fewer_pes() -> None:
     dense_pes, sparse_pes = (len(decode_image(image).pes) for image in (dense, sparse))
     assert dense_pes >= 11
     assert sparse_pes <= 0.7 * dense_pes
+
+
+def test_cost_model_counts_the_macs_of_stored_non_zeros() -> None:
+    model, _, _, _ = load_case("mlp")
+    image = _image(model, mode="int8", prune=0.8, prune_first_last=True)
+    program = decode_image(image)
+    interpreter = Interpreter(program)
+    expected = 0
+    for (_, kernel), params in zip(interpreter.kernels, interpreter.params):
+        if kernel.opcode != "dense":
+            continue
+        weight = params["weight"]  # decoded: count the non-zeros independently of the format
+        stored = np.count_nonzero(weight) if "weight_format" in kernel.attrs else weight.size
+        expected += stored * kernel.output.box.size // weight.shape[1]
+    assert estimate(program).macs == expected
+    dense = decode_image(
+        _image(model, mode="int8", prune=0.8, prune_first_last=True, sparse_weights=False)
+    )
+    assert estimate(program).macs < 0.3 * estimate(dense).macs

@@ -58,3 +58,10 @@ def test_run_and_inspect_report_sparsity(tmp_path: Path) -> None:
     assert summary["weight_bytes_stored"] == sparsity["weight_bytes_stored"]
     assert summary["prune"]["fraction"] == 0.9
     assert np.isclose(summary["macs_stored"] / summary["macs_dense"], 0.1, atol=0.02)
+
+
+def test_validate_compares_a_pruned_float_image_with_the_pruned_graph() -> None:
+    model = MLP / "model.onnx"
+    pruned = invoke("validate", model, "--prune", "0.7", "--prune-first-last", "--json")
+    assert pruned.exit_code == 0, pruned.output
+    assert json.loads(pruned.output)["ok"] is True

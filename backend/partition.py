@@ -138,6 +138,7 @@ class LayerPartitioner:
             layer.op == "dense" or layer.attrs["group"] == 1
         )
         self._size_cache: dict[tuple, int] = {}
+        self.sparse_weight = _has_sparse_weight(layer)
 
     def boxes(self, counts: tuple[int, ...]) -> list[Box]:
         shape = self.layer.out_shape
@@ -157,12 +158,18 @@ class LayerPartitioner:
         """True when every slice of the plan fits the budget.
 
         Probes the boxes that can be largest and, for partial sums, the first (largest) range
-        of input channels and the summing slice.
+        of input channels and the summing slice. A sparse weight stored compressed takes bytes
+        that depend on the non-zeros of each chunk, not only its extent: then every chunk of
+        the weight's axes is probed.
         """
-        channels = self.in_channel_ranges(plan.parts)[0] if plan.parts > 1 else None
+        ranges: list[tuple[int, int] | None] = [None]
+        if plan.parts > 1:
+            ranges = list(self.in_channel_ranges(plan.parts))
+            ranges = ranges if self.sparse_weight else ranges[:1]
         for box in self._probe_boxes(plan.counts):
-            if self.size(box, channels, plan.parts) > self.budget:
-                return False
+            for channels in ranges:
+                if self.size(box, channels, plan.parts) > self.budget:
+                    return False
         return True
 
     def size(self, box: Box, channels: tuple[int, int] | None, parts: int) -> int:
@@ -190,6 +197,8 @@ class LayerPartitioner:
         for (axis, granule), count in zip(self.axes, counts):
             chunks = _chunks(shape[axis], granule, count)
             picked = {0, len(chunks) // 2, len(chunks) - 1}
+            if self.sparse_weight and axis == _weight_axis(self.layer):
+                picked = set(range(len(chunks)))
             choices[axis] = [chunks[i] for i in sorted(picked)]
         return [
             Box(tuple(r[0] for r in combo), tuple(r[1] for r in combo))
@@ -274,6 +283,19 @@ class LayerPartitioner:
             f"'{self.layer.node.name}' ({self.layer.op}): even its smallest slice needs {need} "
             f"bytes of SRAM, a PE has {self.budget} for data"
         )
+
+
+def _weight_axis(layer: Layer) -> int:
+    """The output axis whose chunks select a conv or dense slice's part of the weight."""
+    return len(layer.out_shape) - 1 if layer.op == "dense" else 1
+
+
+def _has_sparse_weight(layer: Layer) -> bool:
+    """A conv/dense weight with zeros, which a slice may store compressed."""
+    if not layer.compress_weights or layer.op not in ("conv", "dense"):
+        return False
+    weight = layer.node.inputs[1]
+    return weight.is_constant and not np.all(weight.constant_data)
 
 
 def _grouped_channel_counts(layer: Layer) -> list[int]:

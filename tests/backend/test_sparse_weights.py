@@ -191,3 +191,20 @@ def test_cost_model_counts_the_macs_of_stored_non_zeros() -> None:
         _image(model, mode="int8", prune=0.8, prune_first_last=True, sparse_weights=False)
     )
     assert estimate(program).macs < 0.3 * estimate(dense).macs
+
+
+def test_every_slice_fits_when_non_zeros_cluster_in_one_chunk() -> None:
+    """Compressed bytes depend on each chunk's non-zeros: the partitioner must probe them all."""
+    model = _wide_mlp()
+    w1 = numpy_helper.to_array(model.graph.initializer[0]).copy()
+    # Only columns 256..511 stay dense (256 KiB of floats): with 4 chunks of 256 columns, the
+    # first, middle and last chunks are all zeros, and only the second holds non-zeros.
+    w1[:, :256] = 0
+    w1[:, 512:] = 0
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(w1, "w1"))
+    result = compile_model(model, CompileOptions(machine="chip"), emit=lambda t: None)
+    budget = result.machine.chip_spec.data_bytes
+    assert max(s.sram_bytes for s in result.partition.slices) <= budget
+    assert any(
+        k.attrs.get("weight_format") == "csr" for pe in result.program.pes for k in pe.kernels
+    )

@@ -208,3 +208,9 @@ def test_every_slice_fits_when_non_zeros_cluster_in_one_chunk() -> None:
     assert any(
         k.attrs.get("weight_format") == "csr" for pe in result.program.pes for k in pe.kernels
     )
+
+
+def test_pruned_compressed_images_are_byte_identical_across_compiles() -> None:
+    model, _, _, _ = load_case("conv_pool_dense")
+    options = dict(mode="int8", prune=0.6, prune_global=True, event_activations=True)
+    assert _image(model, **options) == _image(model, **options)

@@ -5,7 +5,9 @@ magnitude |w| become exactly 0.
 - per layer (default): each prunable layer loses k = floor(p * n_layer) of its own n_layer weights;
 - global (`global_threshold`): one ranking over the weights of every prunable layer together; the
   k = floor(p * n_all) smallest go, so layers with small weights lose more than others.
-Ties at the cut are broken by position (a stable sort of |w| in row-major order), so exactly k
+A quantised weight (a model that arrives quantised) is ranked by its real magnitude
+|scale[c] x (q - z[c])| and a pruned code becomes the zero point. Ties at the cut are broken by
+position (a stable sort of |w| in row-major order), so exactly k
 weights go and the result is deterministic. The first and last conv/dense layers (in graph order)
 are exempt unless `first_last`: they see the raw input and produce the logits, and pruning them
 costs the most accuracy for the fewest weights.
@@ -25,7 +27,7 @@ from typing import ClassVar
 import numpy as np
 
 from ir.errors import InputError
-from ir.graph import Graph, Node
+from ir.graph import Graph, Node, Value
 from passes.base import Pass
 
 PRUNABLE_OPS = ("conv", "dense")
@@ -68,9 +70,8 @@ class Prune(Pass):
         check_fraction(self.fraction)
         layers = weighted_layers(graph)
         for node in layers:
-            weight = node.inputs[1].constant_data
-            zeros = int(np.count_nonzero(weight == 0))
-            self.report[node.name] = LayerSparsity(weight.size, zeros, zeros)
+            zeros = zero_count(node.inputs[1])
+            self.report[node.name] = LayerSparsity(node.inputs[1].constant_data.size, zeros, zeros)
         prunable = self._prunable(layers)
         if self.fraction == 0.0 or not prunable:
             return False
@@ -82,11 +83,45 @@ class Prune(Pass):
         for node in prunable:
             _check_not_empty(node, self)
         for node in layers:
-            self.report[node.name].zeros = int(np.count_nonzero(node.inputs[1].constant_data == 0))
+            self.report[node.name].zeros = zero_count(node.inputs[1])
         return True
 
     def _prunable(self, layers: list[Node]) -> list[Node]:
         return layers if self.first_last else layers[1:-1]
+
+
+def _zero_code(value: Value) -> np.ndarray:
+    """The stored code of a real 0: 0 for float, the zero point (per channel) when quantised."""
+    quant = value.type.quant
+    weight = value.constant_data
+    if quant is None:
+        return np.zeros((), dtype=weight.dtype)
+    zeros = np.asarray(quant.zero_point, dtype=weight.dtype)
+    if quant.axis is None:
+        return zeros.reshape(())
+    shape = [1] * weight.ndim
+    shape[quant.axis] = -1
+    return zeros.reshape(shape)
+
+
+def magnitudes(value: Value) -> np.ndarray:
+    """|real weight| in float64: a quantised weight's codes scaled by their channel's scale."""
+    weight = value.constant_data.astype(np.float64)
+    quant = value.type.quant
+    if quant is None:
+        return np.abs(weight)
+    scale = np.asarray(quant.scale, dtype=np.float64)
+    if quant.axis is not None:
+        shape = [1] * weight.ndim
+        shape[quant.axis] = -1
+        scale = scale.reshape(shape)
+    else:
+        scale = scale.reshape(())
+    return np.abs((weight - _zero_code(value).astype(np.float64)) * scale)
+
+
+def zero_count(value: Value) -> int:
+    return int(np.count_nonzero(magnitudes(value) == 0))
 
 
 def _smallest(magnitudes: np.ndarray, count: int) -> np.ndarray:
@@ -94,30 +129,36 @@ def _smallest(magnitudes: np.ndarray, count: int) -> np.ndarray:
     return np.argsort(magnitudes, kind="stable")[:count]
 
 
+def _prune(value: Value, mask: np.ndarray) -> None:
+    """Set the weights under `mask` to the code of a real 0."""
+    weight = value.constant_data
+    value.data = np.where(mask, _zero_code(value), weight).astype(weight.dtype)
+
+
 def _prune_layer(node: Node, fraction: float) -> None:
     value = node.inputs[1]
-    weight = value.constant_data.copy()
-    flat = weight.reshape(-1)
-    flat[_smallest(np.abs(flat.astype(np.float64)), int(fraction * flat.size))] = 0
-    value.data = weight
+    flat = magnitudes(value).reshape(-1)
+    mask = np.zeros(flat.size, dtype=bool)
+    mask[_smallest(flat, int(fraction * flat.size))] = True
+    _prune(value, mask.reshape(value.constant_data.shape))
 
 
 def _prune_global(nodes: list[Node], fraction: float) -> None:
     """One ranking of |w| over all layers; each layer loses its share of the smallest."""
-    weights = [node.inputs[1].constant_data for node in nodes]
-    magnitudes = np.concatenate([np.abs(w.astype(np.float64)).reshape(-1) for w in weights])
-    pruned = np.zeros(magnitudes.size, dtype=bool)
-    pruned[_smallest(magnitudes, int(fraction * magnitudes.size))] = True
+    values = [node.inputs[1] for node in nodes]
+    flat = np.concatenate([magnitudes(value).reshape(-1) for value in values])
+    pruned = np.zeros(flat.size, dtype=bool)
+    pruned[_smallest(flat, int(fraction * flat.size))] = True
     offset = 0
-    for node, weight in zip(nodes, weights):
-        mask = pruned[offset : offset + weight.size].reshape(weight.shape)
-        node.inputs[1].data = np.where(mask, np.zeros_like(weight), weight)
-        offset += weight.size
+    for value in values:
+        shape = value.constant_data.shape
+        size = value.constant_data.size
+        _prune(value, pruned[offset : offset + size].reshape(shape))
+        offset += size
 
 
 def _check_not_empty(node: Node, prune: Prune) -> None:
-    weight = node.inputs[1].constant_data
-    if np.any(weight != 0):
+    if zero_count(node.inputs[1]) < node.inputs[1].constant_data.size:
         return
     how = "--prune-global" if prune.global_threshold else "--prune"
     raise InputError(

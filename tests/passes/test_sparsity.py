@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ir.errors import InputError
+from ir.types import QuantParams
 from passes.sparsity import Prune, weighted_layers
 from s2c.frontend import load_onnx
 
@@ -76,3 +78,19 @@ def test_global_pruning_that_empties_a_layer_is_refused() -> None:
     middle.data = middle.constant_data * 1e-6  # this layer's weights rank below all others
     with pytest.raises(InputError, match="leaves it no non-zero weight"):
         Prune(0.6, global_threshold=True, first_last=True).run(graph)
+
+
+def test_quantised_weights_are_ranked_by_real_magnitude() -> None:
+    graph = load_onnx(MLP)
+    value = weighted_layers(graph)[1].inputs[1]  # dense weight [128, 64]: channels on axis 1
+    rng = np.random.default_rng(4)
+    codes = rng.integers(1, 127, size=value.constant_data.shape).astype(np.int8)
+    scales = np.where(np.arange(64) < 32, 1e-3, 1.0)  # half the channels hold tiny real values
+    value.data = codes
+    value.type = replace(
+        value.type, dtype="int8", quant=QuantParams(tuple(scales), (0,) * 64, axis=1)
+    )
+    Prune(0.5).run(graph)
+    # the real magnitudes of the small-scale channels are all below the others': they all go
+    assert np.all(value.constant_data[:, :32] == 0)
+    assert np.all(value.constant_data[:, 32:] != 0)

@@ -139,6 +139,7 @@ class LayerPartitioner:
         )
         self._size_cache: dict[tuple, int] = {}
         self.sparse_weight = _has_sparse_weight(layer)
+        self.rejected: set[Plan] = set()  # plans whose probes fit but some slice does not
 
     def boxes(self, counts: tuple[int, ...]) -> list[Box]:
         shape = self.layer.out_shape
@@ -159,18 +160,28 @@ class LayerPartitioner:
 
         Probes the boxes that can be largest and, for partial sums, the first (largest) range
         of input channels and the summing slice. A sparse weight stored compressed takes bytes
-        that depend on the non-zeros of each chunk, not only its extent: then every chunk of
-        the weight's axes is probed.
+        that depend on the non-zeros of each chunk, not only on its extent, so `best_plan`
+        checks every slice of the plan it found and searches again without it when one does
+        not fit (`rejected`).
         """
+        if plan in self.rejected:
+            return False
+        channels = self.in_channel_ranges(plan.parts)[0] if plan.parts > 1 else None
+        for box in self._probe_boxes(plan.counts):
+            if self.size(box, channels, plan.parts) > self.budget:
+                return False
+        return True
+
+    def every_slice_fits(self, plan: Plan) -> bool:
+        """True when every slice of the plan, not only the probed ones, fits the budget."""
         ranges: list[tuple[int, int] | None] = [None]
         if plan.parts > 1:
             ranges = list(self.in_channel_ranges(plan.parts))
-            ranges = ranges if self.sparse_weight else ranges[:1]
-        for box in self._probe_boxes(plan.counts):
-            for channels in ranges:
-                if self.size(box, channels, plan.parts) > self.budget:
-                    return False
-        return True
+        return all(
+            self.size(box, channels, plan.parts) <= self.budget
+            for box in self.boxes(plan.counts)
+            for channels in ranges
+        )
 
     def size(self, box: Box, channels: tuple[int, int] | None, parts: int) -> int:
         """SRAM bytes of the slice computing `box` (memoised: plans share boxes)."""
@@ -197,8 +208,6 @@ class LayerPartitioner:
         for (axis, granule), count in zip(self.axes, counts):
             chunks = _chunks(shape[axis], granule, count)
             picked = {0, len(chunks) // 2, len(chunks) - 1}
-            if self.sparse_weight and axis == _weight_axis(self.layer):
-                picked = set(range(len(chunks)))
             choices[axis] = [chunks[i] for i in sorted(picked)]
         return [
             Box(tuple(r[0] for r in combo), tuple(r[1] for r in combo))
@@ -216,6 +225,14 @@ class LayerPartitioner:
         return slice_bytes(spec, dtypes, part_dtype if partial else self.out_dtype)
 
     def best_plan(self) -> Plan:
+        """The plan with the fewest slices all of which fit (see `fits`)."""
+        while True:
+            plan = self._search()
+            if not self.sparse_weight or self.every_slice_fits(plan):
+                return plan
+            self.rejected.add(plan)
+
+    def _search(self) -> Plan:
         parts_options = [1]
         if self.partial_ok:
             k = self.layer.in_shape(0)[-1 if self.layer.op == "dense" else 1]
@@ -283,11 +300,6 @@ class LayerPartitioner:
             f"'{self.layer.node.name}' ({self.layer.op}): even its smallest slice needs {need} "
             f"bytes of SRAM, a PE has {self.budget} for data"
         )
-
-
-def _weight_axis(layer: Layer) -> int:
-    """The output axis whose chunks select a conv or dense slice's part of the weight."""
-    return len(layer.out_shape) - 1 if layer.op == "dense" else 1
 
 
 def _has_sparse_weight(layer: Layer) -> bool:

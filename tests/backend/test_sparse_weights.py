@@ -82,6 +82,9 @@ def test_snn_sparse_and_dense_storage_give_identical_outputs() -> None:
     np.testing.assert_array_equal(sparse_out["logits"], dense_out["logits"])
     # a spike walks only the non-zeros of its synaptic row when the row is stored compressed
     assert sparse_stats.synaptic_events < dense_stats.synaptic_events
+    stored = sparse_stats.as_dict()["sparsity"]
+    assert stored["weight_bytes_dense"] == dense_stats.as_dict()["sparsity"]["weight_bytes_stored"]
+    assert stored["weight_bytes_stored"] < 0.7 * stored["weight_bytes_dense"]
 
 
 def test_compress_layout_matches_a_hand_made_example() -> None:

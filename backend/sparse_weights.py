@@ -11,7 +11,8 @@ and the attributes `weight_format` = "csr" and `weight_shape` = W's shape.
 Choice: the backend stores W compressed only when its three parameters (each with its descriptor
 entry and 16-byte alignment) take fewer SRAM bytes than W dense; the partitioner sizes slices by
 these stored bytes, so a sparse layer fits more neurons per PE. Fallback: when C > 65535 a column
-index or a row length would overflow 16 bits, and W stays dense (documented, never truncated).
+index or a row length would overflow 16 bits, and W stays dense (documented, never truncated);
+so does a W of more than MAX_DENSE_WEIGHTS weights (it cannot fit a PE anyway).
 
 Execution: the interpreter rebuilds W at load (a vectorised scatter of the values into zeros), so
 sparse and dense storage of the same weights compute bit-identical results by construction; the
@@ -33,6 +34,10 @@ from ir.errors import InputError
 SPARSE_OPCODES = frozenset({"conv", "dense", "spike_conv", "spike_dense"})
 SPARSE_ROLES = ("weight_values", "weight_columns", "weight_row_lengths")
 MAX_COLUMNS = 65535  # a uint16 column index and row length both hold 0..65535
+# A csr weight decodes to at most this many weights (256 x a PE's 128 KiB SRAM): the reader
+# allocates no more than that for an image, and a larger weight is stored dense (it cannot fit
+# a PE then, so the partitioner cuts it smaller).
+MAX_DENSE_WEIGHTS = 256 * 128 * 1024
 
 
 def column_dtype(columns: int) -> np.dtype | None:
@@ -49,7 +54,7 @@ def compress(weight: np.ndarray) -> list[tuple[str, np.ndarray]] | None:
     rows = weight.shape[0]
     matrix = weight.reshape(rows, -1)
     index_dtype = column_dtype(matrix.shape[1])
-    if index_dtype is None:
+    if index_dtype is None or weight.size > MAX_DENSE_WEIGHTS:
         return None
     row_of, column_of = np.nonzero(matrix)  # row-major: rows in order, columns increasing
     lengths = np.bincount(row_of, minlength=rows).astype(np.uint16)
@@ -103,6 +108,10 @@ def check_sparse_weight(kernel: Kernel, params: Mapping[str, np.ndarray]) -> Non
         raise InputError(f"image: {name}: a csr weight needs {', '.join(SPARSE_ROLES)}")
     values, columns, lengths = (params[role] for role in SPARSE_ROLES)
     rows, width = shape[0], math.prod(shape[1:])
+    if rows * width > MAX_DENSE_WEIGHTS:
+        raise InputError(
+            f"image: {name}: weight_shape {shape} holds more than {MAX_DENSE_WEIGHTS} weights"
+        )
     if lengths.dtype != np.uint16 or lengths.shape != (rows,):
         raise InputError(f"image: {name}: weight_row_lengths must be uint16 [{rows}]")
     if columns.dtype != column_dtype(width) or columns.ndim != 1 or values.ndim != 1:

@@ -132,6 +132,12 @@ def test_bad_csr_weights_are_refused_at_load(params, words) -> None:
         check_sparse_weight(_kernel(), params)
 
 
+def test_a_csr_weight_that_would_decode_to_gigabytes_is_refused() -> None:
+    huge = _kernel((1 << 20, 65535))  # 68 G weights from a few bytes
+    with pytest.raises(InputError, match="holds more than"):
+        check_sparse_weight(huge, _params([], [], [0] * 3))
+
+
 def test_interpreter_refuses_a_corrupted_csr_weight() -> None:
     model, _, _, _ = load_case("mlp")
     program = decode_image(_image(model, mode="int8", prune=0.8, prune_first_last=True))

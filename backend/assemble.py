@@ -39,9 +39,13 @@ from backend.route import Flow, route_flows
 PAYLOAD_BYTES = 16  # 128-bit multicast payload (SPINNAKER2.md, packets)
 
 
-def values_per_packet(dtype: str, mode: str = "float") -> int:
-    """Values one packet carries; in snn mode a bool tensor is spikes: one key, no payload."""
-    if mode == "snn" and dtype == "bool":
+def values_per_packet(dtype: str, mode: str = "float", events: bool = False) -> int:
+    """Values one packet carries; in snn mode a bool tensor is spikes: one key, no payload.
+
+    With event-based activations (`events`, docs/sparsity.md) a kernel sends each non-zero
+    element alone: key = the element's key, payload = its value.
+    """
+    if (mode == "snn" and dtype == "bool") or events:
         return 1
     return PAYLOAD_BYTES // np.dtype(dtype).itemsize
 
@@ -57,14 +61,19 @@ class Sender:
     mask: int
 
 
-def _senders(partition: Partition, mode: str = "float") -> list[Sender]:
+def _senders(partition: Partition, mode: str = "float", events: bool = False) -> list[Sender]:
+    """Every sender with its key block; the host's inputs always travel packed (dense)."""
     boxes: list[tuple[int | None, int, Box]] = []
     for _, tensor in partition.graph_inputs:
         boxes.append((None, tensor, Box.full(partition.tensors[tensor].shape)))
     for s in partition.slices:
         boxes.append((s.index, s.output, s.spec.out_box))
     counts = [
-        -(-box.size // values_per_packet(partition.tensors[t].dtype, mode)) for _, t, box in boxes
+        -(
+            -box.size
+            // values_per_packet(partition.tensors[t].dtype, mode, events and i is not None)
+        )
+        for i, t, box in boxes
     ]
     keys = allocate_keys(counts)
     return [Sender(i, t, b, k, m) for (i, t, b), (k, m) in zip(boxes, keys)]
@@ -103,8 +112,28 @@ def _flows(partition: Partition, senders: list[Sender], sources, pe_of: list[PEC
     return flows
 
 
+def _zero(partition: Partition, tensor: int) -> int:
+    """The value an event-based port leaves unsent: the tensor's zero point (0 unquantised)."""
+    quant = partition.tensors[tensor].quant
+    return 0 if quant is None else int(quant[1])
+
+
+def _event_attrs(s: Slice, partition: Partition) -> dict[str, int | tuple[int, ...]]:
+    """Zeros of an event-based kernel: what it does not send, what its ports start from."""
+    return {
+        "event_zero": _zero(partition, s.output),
+        "event_input_zeros": tuple(_zero(partition, tensor) for tensor in s.inputs),
+    }
+
+
 def _kernel(
-    s: Slice, partition: Partition, sender_of: Sender, sources, layout: PELayout, mode: str
+    s: Slice,
+    partition: Partition,
+    sender_of: Sender,
+    sources,
+    layout: PELayout,
+    mode: str,
+    events: bool = False,
 ):
     tensors = partition.tensors
     spec = s.spec
@@ -132,7 +161,7 @@ def _kernel(
         out_address,
         sender_of.key,
         sender_of.mask,
-        values_per_packet(out_dtype, mode),
+        values_per_packet(out_dtype, mode, events),
     )
     params, blocks = [], []
     for role, array in spec.params:
@@ -144,7 +173,7 @@ def _kernel(
         spec.opcode,
         s.layer,
         s.index,
-        dict(spec.attrs),
+        dict(spec.attrs, **_event_attrs(s, partition)) if events else dict(spec.attrs),
         tuple(ports),
         output,
         tuple(params),
@@ -159,9 +188,15 @@ def assemble(
     machine: Machine,
     mode: str,
     metadata: dict[str, str],
+    events: bool = False,
 ) -> Program:
-    """Build the whole `Program` from a partition and a placement (one PECoord per slice)."""
-    senders = _senders(partition, mode)
+    """Build the whole `Program` from a partition and a placement (one PECoord per slice).
+
+    `events`: kernels send only non-zero activations, one element per packet (not in snn mode,
+    whose spikes are events already).
+    """
+    events = events and mode != "snn"
+    senders = _senders(partition, mode, events)
     sources = _sources_by_port(partition, senders)
     routing = route_flows(_flows(partition, senders, sources, pe_of), machine)
     sender_by_slice = {s.slice_index: s for s in senders if s.slice_index is not None}
@@ -174,7 +209,9 @@ def assemble(
         if pe not in pes:
             pes[pe] = PEImage(pe, [], [])
             layouts[pe] = PELayout(base, limit)
-        kernel, blocks = _kernel(s, partition, sender_by_slice[s.index], sources, layouts[pe], mode)
+        kernel, blocks = _kernel(
+            s, partition, sender_by_slice[s.index], sources, layouts[pe], mode, events
+        )
         pes[pe].kernels.append(kernel)
         pes[pe].blocks.extend(blocks)
     for pe, layout in layouts.items():
@@ -187,7 +224,7 @@ def assemble(
         pes=sorted(pes.values(), key=lambda p: (p.pe.chip, p.pe.core)),
         chips=chips,
         inputs=_io_inputs(partition, senders, mode),
-        outputs=_io_outputs(partition, senders, mode),
+        outputs=_io_outputs(partition, senders, mode, events),
         metadata=dict(metadata),
     )
 
@@ -212,7 +249,9 @@ def _io_inputs(partition: Partition, senders: list[Sender], mode: str) -> list[I
     return result
 
 
-def _io_outputs(partition: Partition, senders: list[Sender], mode: str) -> list[IOTensor]:
+def _io_outputs(
+    partition: Partition, senders: list[Sender], mode: str, events: bool = False
+) -> list[IOTensor]:
     result = []
     for name, tensor in partition.graph_outputs:
         info = partition.tensors[tensor]
@@ -225,7 +264,7 @@ def _io_outputs(partition: Partition, senders: list[Sender], mode: str) -> list[
                 info.dtype,
                 tuple(s.box for s in mine),
                 tuple((s.key, s.mask) for s in mine),
-                values_per_packet(info.dtype, mode),
+                values_per_packet(info.dtype, mode, events),
                 info.quant,
             )
         )

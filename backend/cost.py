@@ -230,7 +230,7 @@ def arm_cycles(kernel: Kernel, macs: int, spec: ChipSpec) -> float:
 
 
 def _int8_weights(kernel: Kernel) -> bool:
-    return any(p.role == "weight" and p.dtype == "int8" for p in kernel.params)
+    return any(p.role in ("weight", "weight_values") and p.dtype == "int8" for p in kernel.params)
 
 
 def _ints(value: object) -> tuple[int, ...]:

@@ -24,6 +24,7 @@ import numpy as np
 
 from backend.descriptor_fields import COORDINATE_LIMIT, INT8_RANGE, Descriptor
 from backend.kernels import reshape_sources
+from backend.sparse_weights import SPARSE_ROLES
 from backend.spiking import SPIKING_OPCODES
 from ir.activations import check_activation
 from ir.ops import window_output_size
@@ -50,6 +51,28 @@ def _activation(d: Descriptor) -> None:
         d.fail("attribute 'activation'", function, reason)
 
 
+def _weight_roles(d: Descriptor) -> list[str]:
+    """The weight's parameter roles: `weight` stored dense, or the three arrays of a csr weight
+    (`backend.sparse_weights`; `weight_format` = 'csr')."""
+    stored = d.str_attr("weight_format", ("dense", "csr"), default="dense")
+    return list(SPARSE_ROLES) if stored == "csr" else ["weight"]
+
+
+def _weight(d: Descriptor, dtype: str, rank: int) -> tuple[int, ...]:
+    """The weight's shape: a dense weight's, or a csr weight's `weight_shape` (its arrays are
+    1-D here; `backend.sparse_weights.check_sparse_weight` checks their contents at load,
+    before the weight is rebuilt)."""
+    if "weight" in d.params:
+        return d.param("weight", dtype, (None,) * rank)
+    shape = d.ints_attr("weight_shape", rank, 1, COORDINATE_LIMIT)
+    d.param("weight_values", dtype, (None,))
+    columns = d.params["weight_columns"]
+    if columns.dtype not in ("uint8", "uint16") or len(columns.shape) != 1:
+        d.fail("parameter 'weight_columns'", f"{columns.dtype} {columns.shape}", "uint8/16 [n]")
+    d.param("weight_row_lengths", "uint16", (shape[0],))
+    return shape
+
+
 def _accumulator(d: Descriptor, weight_rank: int, channel_axis: int) -> tuple[int, ...]:
     """conv/dense parameters: weight (and bias, requantisation) by regime; the weight's shape.
 
@@ -59,20 +82,19 @@ def _accumulator(d: Descriptor, weight_rank: int, channel_axis: int) -> tuple[in
     """
     if d.regime() == "island":
         d.fail("attribute 'float_island'", 1, f"{d.opcode} has an integer kernel")
+    stored = _weight_roles(d)
     if not d.flag("int8"):
-        d.roles(["weight"], ["bias"])
+        d.roles(stored, ["bias"])
         d.dtypes("float32", "float32")
-        weight = d.param("weight", "float32", (None,) * weight_rank)
+        weight = _weight(d, "float32", weight_rank)
         if "bias" in d.params:
             d.param("bias", "float32", (weight[channel_axis],))
         return weight
     d.int_attr("input_zero_point", *INT8_RANGE)
     partial = d.flag("partial")
-    d.roles(
-        ["weight"] if partial else ["weight", "multiplier", "shift"], [] if partial else ["bias"]
-    )
+    d.roles(stored if partial else [*stored, "multiplier", "shift"], [] if partial else ["bias"])
     d.dtypes("int8", "int32" if partial else "int8")
-    weight = d.param("weight", "int8", (None,) * weight_rank)
+    weight = _weight(d, "int8", weight_rank)
     if partial:
         return weight
     d.requantisation(weight[channel_axis])

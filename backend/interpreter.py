@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from backend.activity import SparsityCounter, SparsityStats
 from backend.descriptor_check import check_descriptors
 from backend.hardware import Machine
 from backend.kernels import ACCUMULATE, PreparedKernel
@@ -35,6 +36,7 @@ from backend.program import Box, Kernel, PECoord, Program, TensorRef
 from backend.route import TableIndex, simulate_delivery
 from backend.schedule import FiringGroup, firing_schedule
 from backend.snn_interpreter import SpikeStats, SpikingRun, prepare_spiking
+from backend.sparse_weights import decode
 from backend.stats import mac_count
 from ir.errors import InputError
 from ir.quant import dequantise, quantise
@@ -60,6 +62,7 @@ class RunStats:
     link_hops: int = 0
     macs: int = 0
     per_layer: dict[str, dict[str, int]] = field(default_factory=dict)
+    sparsity: SparsityStats | None = None  # dense vs stored / performed / sent (backend.activity)
 
     def scaled(self, samples: int) -> RunStats:
         """These per-inference counts for `samples` inferences."""
@@ -76,6 +79,28 @@ class RunStats:
             per_layer,
         )
 
+    def merged(self, other: RunStats) -> RunStats:
+        """The counts of this run and `other` (more samples of the same image) together."""
+        per_layer = {
+            name: {
+                key: count + other.per_layer.get(name, {}).get(key, 0)
+                for key, count in layer.items()
+            }
+            for name, layer in self.per_layer.items()
+        }
+        sparsity = self.sparsity
+        if sparsity is not None and other.sparsity is not None:
+            sparsity = sparsity.merged(other.sparsity)
+        return RunStats(
+            self.samples + other.samples,
+            self.kernels_fired + other.kernels_fired,
+            self.packets + other.packets,
+            self.link_hops + other.link_hops,
+            self.macs + other.macs,
+            per_layer,
+            sparsity,
+        )
+
     def as_dict(self) -> dict:
         return {
             "samples": self.samples,
@@ -84,6 +109,7 @@ class RunStats:
             "link_hops": self.link_hops,
             "macs": self.macs,
             "per_layer": self.per_layer,
+            **({"sparsity": self.sparsity.as_dict()} if self.sparsity else {}),
         }
 
 
@@ -151,7 +177,13 @@ class Interpreter:
             ((pe.pe, k) for pe in program.pes for k in pe.kernels), key=lambda item: item[1].order
         )
         self.params = [
-            {ref.role: _read_param(ref, sram[pe], f"{k.layer}#{k.slice_index}") for ref in k.params}
+            decode(
+                k,
+                {
+                    ref.role: _read_param(ref, sram[pe], f"{k.layer}#{k.slice_index}")
+                    for ref in k.params
+                },
+            )
             for pe, k in self.kernels
         ]
         self.prepared = [PreparedKernel(k) for _, k in self.kernels]
@@ -166,6 +198,7 @@ class Interpreter:
             for group in self.schedule
             if group.units > 1
         }
+        self.events = any("event_zero" in k.attrs for _, k in self.kernels)
         self.per_inference = self._static_counts()
         self.output_plans = [
             [(key, box.relative_to(Box.full(io.shape))) for box, (key, _) in zip(io.boxes, io.keys)]
@@ -267,13 +300,23 @@ class Interpreter:
                 payloads[key] = np.ascontiguousarray(
                     data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
                 )
+        counter = SparsityCounter([k for _, k in self.kernels], self.params, self.events)
         for group in self.schedule:
-            self._fire(group, payloads, samples)
+            self._fire(group, payloads, samples, counter)
         outputs = {
             io.name: _assemble(io, plan, payloads, samples)
             for io, plan in zip(self.program.outputs, self.output_plans)
         }
-        return outputs, self.per_inference.scaled(samples)
+        return outputs, self._run_stats(samples, counter)
+
+    def _run_stats(self, samples: int, counter: SparsityCounter) -> RunStats:
+        """The image's per-inference counts for `samples`; event-based packets as sent."""
+        stats = self.per_inference.scaled(samples)
+        stats.sparsity = counter.stats
+        if self.events:
+            stats.packets = self.host_packets * samples + counter.packets
+            stats.link_hops = self.host_hops * samples + counter.link_hops
+        return stats
 
     def buffers(
         self, members: tuple[int, ...], payloads: dict[int, np.ndarray], samples: int
@@ -291,7 +334,13 @@ class Interpreter:
             buffers.append(stacked)
         return buffers
 
-    def _fire(self, group: FiringGroup, payloads: dict[int, np.ndarray], samples: int):
+    def _fire(
+        self,
+        group: FiringGroup,
+        payloads: dict[int, np.ndarray],
+        samples: int,
+        counter: SparsityCounter | None = None,
+    ):
         """Fire a group at once: its members' buffers stacked along the samples axis (a shared
         group fills only its first block: every block reads the same inputs)."""
         members = group.members
@@ -308,8 +357,14 @@ class Interpreter:
             result = self.prepared[first](buffers, self.params[first])
         dtype = self.kernels[first][1].output.dtype
         for position, member in enumerate(members):
-            part = result[position * samples : (position + 1) * samples]
-            payloads[self.kernels[member][1].output.key] = part.astype(dtype, copy=False)
+            rows = slice(position * samples, (position + 1) * samples)
+            part = result[rows].astype(dtype, copy=False)
+            payloads[self.kernels[member][1].output.key] = part
+            if counter is not None:  # a shared group's blocks read the first block's buffers
+                block = (position % len(filled)) * samples
+                read = [buffer[block : block + samples] for buffer in buffers]
+                hops = self.deliveries[self.kernels[member][1].output.key].hops
+                counter.fired(member, read, part, hops)
 
     def _static_counts(self) -> RunStats:
         """Counts of one inference: fixed by the image (dense dataflow fires every kernel)."""
@@ -318,6 +373,7 @@ class Interpreter:
             for key, _ in io.keys:
                 if key in self.deliveries:
                     self._count_sender(stats, key)
+        self.host_packets, self.host_hops = stats.packets, stats.link_hops
         for (_, kernel), macs in zip(self.kernels, self.macs):
             stats.kernels_fired += 1
             stats.macs += macs

@@ -160,6 +160,8 @@ class LayerPartitioner:
             layer.op == "dense" or layer.attrs["group"] == 1
         )
         self._size_cache: dict[tuple, int] = {}
+        self.sparse_weight = _has_sparse_weight(layer)
+        self.rejected: set[Plan] = set()  # plans whose probes fit but some slice does not
 
     def boxes(self, counts: tuple[int, ...]) -> list[Box]:
         shape = self.layer.out_shape
@@ -179,13 +181,29 @@ class LayerPartitioner:
         """True when every slice of the plan fits the budget.
 
         Probes the boxes that can be largest and, for partial sums, the first (largest) range
-        of input channels and the summing slice.
+        of input channels and the summing slice. A sparse weight stored compressed takes bytes
+        that depend on the non-zeros of each chunk, not only on its extent, so `best_plan`
+        checks every slice of the plan it found and searches again without it when one does
+        not fit (`rejected`).
         """
+        if plan in self.rejected:
+            return False
         channels = self.in_channel_ranges(plan.parts)[0] if plan.parts > 1 else None
         for box in self._probe_boxes(plan.counts):
             if self.size(box, channels, plan.parts) > self.budget:
                 return False
         return True
+
+    def every_slice_fits(self, plan: Plan) -> bool:
+        """True when every slice of the plan, not only the probed ones, fits the budget."""
+        ranges: list[tuple[int, int] | None] = [None]
+        if plan.parts > 1:
+            ranges = list(self.in_channel_ranges(plan.parts))
+        return all(
+            self.size(box, channels, plan.parts) <= self.budget
+            for box in self.boxes(plan.counts)
+            for channels in ranges
+        )
 
     def size(self, box: Box, channels: tuple[int, int] | None, parts: int) -> int:
         """SRAM bytes of the slice computing `box` (memoised: plans share boxes)."""
@@ -229,6 +247,14 @@ class LayerPartitioner:
         return slice_bytes(spec, dtypes, part_dtype if partial else self.out_dtype)
 
     def best_plan(self) -> Plan:
+        """The plan with the fewest slices all of which fit (see `fits`)."""
+        while True:
+            plan = self._search()
+            if not self.sparse_weight or self.every_slice_fits(plan):
+                return plan
+            self.rejected.add(plan)
+
+    def _search(self) -> Plan:
         parts_options = [1]
         if self.partial_ok:
             k = self.layer.in_shape(0)[-1 if self.layer.op == "dense" else 1]
@@ -299,6 +325,14 @@ class LayerPartitioner:
         )
 
 
+def _has_sparse_weight(layer: Layer) -> bool:
+    """A conv/dense weight with zeros, which a slice may store compressed."""
+    if not layer.compress_weights or layer.op not in ("conv", "dense"):
+        return False
+    weight = layer.node.inputs[1]
+    return weight.is_constant and not np.all(weight.constant_data)
+
+
 def _grouped_channel_counts(layer: Layer) -> list[int]:
     """Channel split counts of a grouped conv whose chunks never straddle a group boundary.
 
@@ -337,9 +371,10 @@ def _product(ranges: list[list[tuple[int, int]]]) -> Iterator[tuple[tuple[int, i
 
 # -- whole graph ----------------------------------------------------------------------------------
 class _Builder:
-    def __init__(self, graph: Graph, budget: int) -> None:
+    def __init__(self, graph: Graph, budget: int, compress_weights: bool = True) -> None:
         self.graph = graph
         self.budget = budget
+        self.compress_weights = compress_weights
         self.result = Partition()
         self.tensor_of: dict[int, int] = {}
 
@@ -439,11 +474,15 @@ def _check_layer(node: Node) -> None:
 
 
 def partition(
-    graph: Graph, budget: int, spiking: Mapping[str, SpikingLayer] | None = None
+    graph: Graph,
+    budget: int,
+    spiking: Mapping[str, SpikingLayer] | None = None,
+    compress_weights: bool = True,
 ) -> Partition:
     """Cut every node of a canonical graph into slices of at most `budget` SRAM bytes each.
 
-    `spiking` (snn mode) says how each node runs as neurons (`passes.ann_to_snn`).
+    `spiking` (snn mode) says how each node runs as neurons (`passes.ann_to_snn`);
+    `compress_weights` lets a slice store a sparse weight compressed (`backend.sparse_weights`).
 
     Every layer's plan is found before any slice is made, so that a layer that cannot be cut
     to fit is reported before the work of cutting the layers before it.
@@ -452,9 +491,10 @@ def partition(
         _check_layer(node)
     plans = []
     for node in graph.nodes:
-        partitioner = LayerPartitioner(Layer.of(node, (spiking or {}).get(node.name)), budget)
+        layer = Layer.of(node, (spiking or {}).get(node.name), compress_weights)
+        partitioner = LayerPartitioner(layer, budget)
         plans.append((partitioner, partitioner.best_plan()))
-    builder = _Builder(graph, budget)
+    builder = _Builder(graph, budget, compress_weights)
     for value in graph.inputs:
         builder.result.graph_inputs.append((value.name, builder.tensor(value)))
     for index, (node, (partitioner, plan)) in enumerate(zip(graph.nodes, plans)):

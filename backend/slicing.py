@@ -36,10 +36,11 @@ class Layer:
     node: Node
     attrs: dict[str, Any]
     spiking: SpikingLayer | None = None  # snn mode: how the node runs as neurons
+    compress_weights: bool = True  # store sparse weights compressed when smaller
 
     @staticmethod
-    def of(node: Node, spiking: SpikingLayer | None = None) -> Layer:
-        return Layer(node, get_op(node.op).with_defaults(node.attrs), spiking)
+    def of(node: Node, spiking: SpikingLayer | None = None, compress_weights: bool = True) -> Layer:
+        return Layer(node, get_op(node.op).with_defaults(node.attrs), spiking, compress_weights)
 
     @property
     def op(self) -> str:
@@ -141,6 +142,10 @@ def slice_layer(
         from backend.snn_slicing import add_snn
 
         spec = add_snn(layer, spec, layer.spiking, partial=in_channels is not None)
+    if layer.compress_weights:
+        from backend.sparse_weights import store_sparse
+
+        spec = store_sparse(spec)
     return spec
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from backend.activity import image_weight_bytes
 from backend.cost import LayerActivity
 from backend.program import Box
 from backend.spiking import (
@@ -50,6 +51,7 @@ class SpikeStats:
     seconds: float = 0.0
     spikes_per_layer: dict[str, list[int]] = field(default_factory=dict)
     synaptic_events_per_layer: dict[str, list[int]] = field(default_factory=dict)
+    weight_bytes: tuple[int, int] = (0, 0)  # (dense, stored) synapse bytes of the image
 
     def merged(self, other: SpikeStats) -> SpikeStats:
         """The counts of this run and `other` (more samples of the same image) together."""
@@ -63,6 +65,7 @@ class SpikeStats:
             self.seconds + other.seconds,
             _add_per_layer(self.spikes_per_layer, other.spikes_per_layer),
             _add_per_layer(self.synaptic_events_per_layer, other.synaptic_events_per_layer),
+            self.weight_bytes,
         )
 
     def activity(self) -> dict[str, LayerActivity]:
@@ -96,6 +99,10 @@ class SpikeStats:
             "synaptic_events_per_second": self.synaptic_events_per_second,
             "spikes_per_layer_per_timestep": self.spikes_per_layer,
             "synaptic_events_per_layer_per_timestep": self.synaptic_events_per_layer,
+            "sparsity": {
+                "weight_bytes_dense": self.weight_bytes[0],
+                "weight_bytes_stored": self.weight_bytes[1],
+            },
         }
 
 
@@ -142,7 +149,11 @@ class SpikingRun:
         self.membranes: dict[int, np.ndarray] = {}
         self.constant_currents: dict[int, np.ndarray] = {}
         self.payloads: dict[int, np.ndarray] = {}  # the latest payload of each key block
-        self.stats = SpikeStats(samples=samples, timesteps=self.settings.timesteps)
+        self.stats = SpikeStats(
+            samples=samples,
+            timesteps=self.settings.timesteps,
+            weight_bytes=image_weight_bytes([kernel for _, kernel in interpreter.kernels]),
+        )
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         start = time.perf_counter()

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.program import Kernel
+from backend.sparse_weights import is_sparse
+from backend.stats import weight_shape
 from ir.errors import InputError
 from ir.reference import evaluate
 
@@ -290,7 +292,7 @@ class SpikingKernel:
         self.weight = weight.astype(np.float32 if largest < 2**24 else np.float64)
         bias = params["bias"] if "bias" in params else np.zeros(1, dtype=np.int32)
         initial = params["membrane"]
-        self.fanout = _fanout(kernel)
+        self.fanout = _fanout(kernel, params["weight"])
         self.relu_output = bool(attrs.get("relu_output", 0))
         # Saturation can only bite when T steps of the largest current can leave int32; when
         # they cannot, the membrane is computed in int32 directly (the same numbers, faster).
@@ -392,21 +394,25 @@ def _largest_sum(opcode: str, weight: np.ndarray) -> int:
     return int(magnitude.reshape(magnitude.shape[0], -1).sum(axis=1).max(initial=0))
 
 
-def _fanout(kernel: Kernel) -> list[np.ndarray | None]:
+def _fanout(kernel: Kernel, weight: np.ndarray) -> list[np.ndarray | None]:
     """Per input element, how many output neurons of the kernel one spike there reaches.
 
-    dense: every output neuron (a count times N); add: one; conv: the output channels of its
-    group times, per spatial axis, the (output, kernel tap) pairs that read the position.
+    dense: every output neuron (a count times N), or with a csr weight the non-zeros of the
+    source's synaptic row (only those are stored and walked); add: one; conv: the output channels
+    of its group times, per spatial axis, the (output, kernel tap) pairs that read the position.
     """
     out = kernel.output.box.shape
     if kernel.opcode == "spike_add":
         return [None, None]
+    if kernel.opcode == "spike_dense" and is_sparse(kernel):
+        row = np.count_nonzero(weight, axis=1).astype(np.int64)
+        return [np.broadcast_to(row, kernel.inputs[0].box.shape)]
     if kernel.opcode == "spike_dense":
         return [np.full(kernel.inputs[0].box.shape, out[-1], dtype=np.int64)]
     attrs = kernel.attrs
     in_shape = kernel.inputs[0].box.shape
     rank = len(out) - 2
-    taps = kernel.params[[p.role for p in kernel.params].index("weight")].shape[2:]
+    taps = (weight_shape(kernel) or ())[2:]
     fanout = np.full((1,) * (rank + 2), out[1] // attrs["group"], dtype=np.int64)
     for i in range(rank):
         counts = np.zeros(in_shape[2 + i], dtype=np.int64)

@@ -1,23 +1,59 @@
-"""Static counts of what a kernel does per firing: multiply-accumulates."""
+"""Static counts of what a kernel does per firing: multiply-accumulates and weight bytes.
+
+Dense counts are what the kernel would do with every weight stored; performed counts are what it
+does with the weights it stores: a csr weight (`backend.sparse_weights`) is walked row by row, so
+its MACs scale with the stored non-zeros, nnz / (rows x columns) of the dense count (exact for
+dense layers; for convs it ignores that taps over the padding are skipped either way). A weight
+stored dense runs every MAC on the MAC array, zero or not.
+"""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from backend.program import Kernel
+from backend.sparse_weights import SPARSE_ROLES
+
+WEIGHT_OPCODES = ("conv", "dense")
 
 
-def mac_count(kernel: Kernel) -> int:
-    """Multiply-accumulates per firing of one kernel (per sample).
+def weight_shape(kernel: Kernel) -> tuple[int, ...] | None:
+    """The dense shape of the kernel's weight (stored dense or csr), or None without one."""
+    if kernel.attrs.get("weight_format") == "csr":
+        return tuple(kernel.attrs["weight_shape"])
+    ref = next((p for p in kernel.params if p.role == "weight"), None)
+    return None if ref is None else ref.shape
+
+
+def dense_mac_count(kernel: Kernel) -> int:
+    """Multiply-accumulates per firing (per sample) with every weight, zero or not.
 
     conv: output elements x (input channels per group x kernel volume);
     dense: output elements x input features; other kernels: 0 (they run on the ARM core).
     """
+    shape = weight_shape(kernel)
+    if kernel.opcode not in WEIGHT_OPCODES or shape is None:
+        return 0
     out = kernel.output.box.size
-    if kernel.opcode == "conv":
-        weight = next(p for p in kernel.params if p.role == "weight")
-        return out * math.prod(weight.shape[1:])
-    if kernel.opcode == "dense":
-        weight = next(p for p in kernel.params if p.role == "weight")
-        return out * weight.shape[0]
-    return 0
+    return out * (math.prod(shape[1:]) if kernel.opcode == "conv" else shape[0])
+
+
+def mac_count(kernel: Kernel) -> int:
+    """Multiply-accumulates performed per firing: the dense count scaled by stored non-zeros."""
+    dense = dense_mac_count(kernel)
+    if kernel.attrs.get("weight_format") != "csr" or dense == 0:
+        return dense
+    values = next(p for p in kernel.params if p.role == "weight_values")
+    return dense * math.prod(values.shape) // math.prod(weight_shape(kernel) or (1,))
+
+
+def weight_bytes(kernel: Kernel) -> tuple[int, int]:
+    """(dense bytes, stored bytes) of the kernel's weight; (0, 0) without one."""
+    shape = weight_shape(kernel)
+    if shape is None:
+        return 0, 0
+    stored = [p for p in kernel.params if p.role == "weight" or p.role in SPARSE_ROLES]
+    values = next(p for p in stored if p.role in ("weight", "weight_values"))
+    return math.prod(shape) * np.dtype(values.dtype).itemsize, sum(p.nbytes for p in stored)

@@ -11,6 +11,7 @@ from passes.fuse_activation import FuseActivation
 from passes.lower_split import LowerSplit
 from passes.quantise import Quantise
 from passes.remove_identity import RemoveIdentity
+from passes.sparsity import Prune
 
 CLAMPS = frozenset({"relu", "clip"})
 
@@ -31,4 +32,4 @@ def canonicalisation(mode: str = "float") -> list[Pass]:
 
 def pass_names() -> list[str]:
     """Every pass name a user can give to --print-after."""
-    return sorted({p.name for p in canonicalisation()} | {Quantise.name, AnnToSnn.name})
+    return sorted({p.name for p in canonicalisation()} | {Quantise.name, AnnToSnn.name, Prune.name})

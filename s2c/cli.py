@@ -104,6 +104,41 @@ def compile_options(function):
             "for --timesteps steps (give --calib; docs/snn.md).",
         ),
         click.option(
+            "--prune",
+            type=float,
+            default=0.0,
+            show_default=True,
+            metavar="FRACTION",
+            help="Zero this fraction (in [0, 1)) of each conv/dense layer's weights, smallest "
+            "magnitude first; the first and last such layers are kept whole (docs/sparsity.md).",
+        ),
+        click.option(
+            "--prune-global",
+            is_flag=True,
+            help="--prune ranks the weights of all layers together instead of per layer.",
+        ),
+        click.option(
+            "--prune-first-last",
+            is_flag=True,
+            help="--prune the first and last conv/dense layers too.",
+        ),
+        click.option(
+            "--sparse-weights/--dense-weights",
+            default=True,
+            show_default=True,
+            help="Store a slice's sparse weight as compressed rows of non-zeros when that is "
+            "smaller (docs/image-format.md); --dense-weights always stores it whole.",
+        ),
+        click.option(
+            "--event-activations/--no-event-activations",
+            default=False,
+            show_default=True,
+            help="int8/float: a PE sends only its non-zero activations, one packet (key of the "
+            "element, value) each; --no-event-activations sends every value, packed into full "
+            "packets, which carries fewer packets unless most activations are zero "
+            "(docs/sparsity.md).",
+        ),
+        click.option(
             "--timesteps",
             type=int,
             default=32,

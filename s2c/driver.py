@@ -40,6 +40,7 @@ from passes.calibration import METHODS, synthetic_inputs
 from passes.fold_qdq import Calibration
 from passes.pipeline import canonicalisation, pass_names
 from passes.quantise import Quantise
+from passes.sparsity import Prune, check_fraction
 from s2c import __version__
 from s2c.capacity import check_io_fits, check_results_fit
 from s2c.files import read_npz
@@ -73,6 +74,11 @@ class CompileOptions:
     snn_encoding: str = "current"  # snn: input as constant current or Poisson spikes
     snn_seed: int = 0  # snn: seed of the Poisson input's PRNG (stored in the image)
     snn_bias_correction: bool = False  # snn: add back the current clipping at lambda removes
+    prune: float = 0.0  # fraction of conv/dense weights zeroed by magnitude (passes.sparsity)
+    prune_global: bool = False  # one magnitude ranking over all layers instead of per layer
+    prune_first_last: bool = False  # prune the first and last conv/dense layers too
+    sparse_weights: bool = True  # store a sparse weight compressed when smaller
+    event_activations: bool = False  # send only non-zero activations (docs/sparsity.md)
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -91,6 +97,7 @@ class CompileOptions:
         if not 50.0 < self.percentile <= 100.0:
             raise InputError(f"--percentile must be in (50, 100], got {self.percentile}")
         self._check_snn()
+        check_fraction(self.prune)
         unknown = [p for p in self.print_after if p not in pass_names() and p != "all"]
         if unknown:
             raise InputError(
@@ -215,6 +222,23 @@ def snn_metadata(options: CompileOptions) -> dict[str, str]:
     }
 
 
+def sparsity_metadata(options: CompileOptions, pruning: Prune) -> dict[str, str]:
+    """How weights were pruned (zeros per layer, given and after) and how activations travel."""
+    layers = {name: layer.as_dict() for name, layer in pruning.report.items()}
+    return {
+        "prune": json.dumps(
+            {
+                "fraction": options.prune,
+                "global": options.prune_global,
+                "first_last": options.prune_first_last,
+                "layers": layers,
+            },
+            sort_keys=True,
+        ),
+        "event_activations": str(int(options.event_activations and options.mode != "snn")),
+    }
+
+
 def compile_model(
     source: str | Path | onnx.ModelProto,
     options: CompileOptions = CompileOptions(),
@@ -256,6 +280,8 @@ def compile_model(
     if prequantised and options.mode == "snn":
         raise UnsupportedError("model is quantised; --mode snn converts float ReLU networks")
     passes = canonicalisation(options.mode)
+    pruning = Prune(options.prune, options.prune_global, options.prune_first_last)
+    passes.append(pruning)
     if options.mode == "int8" and not prequantised:
         passes.append(_quantise_pass(graph, options, warn, progress))
     spiking = _snn_pass(options) if options.mode == "snn" else None
@@ -277,7 +303,9 @@ def compile_model(
         machine.chip_spec.data_bytes if machine else machine_from_name("chip").chip_spec.data_bytes
     )
     status("partitioning")
-    parts = partition(graph, budget, spiking.network.layers if spiking else None)
+    parts = partition(
+        graph, budget, spiking.network.layers if spiking else None, options.sparse_weights
+    )
     lap("partition")
     if machine is None:
         machine = auto_machine(parts)
@@ -301,8 +329,9 @@ def compile_model(
     }
     if options.mode == "snn":
         metadata.update(snn_metadata(options))
+    metadata.update(sparsity_metadata(options, pruning))
     status("routing and laying out memory")
-    program = assemble(parts, placement, machine, options.mode, metadata)
+    program = assemble(parts, placement, machine, options.mode, metadata, options.event_activations)
     outcome.report.figures["router_entries_max"] = max(
         (len(chip.router) for chip in program.chips), default=0
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from backend.activity import image_sparsity
 from backend.cost import Estimate
 from backend.hardware import Machine
 from backend.program import Program
@@ -62,7 +63,18 @@ def summarise(program: Program, image_bytes: int, sram: list[int] | None = None)
         "image_bytes": image_bytes,
         "metadata": dict(program.metadata),
         "placement": _placement(program.metadata),
+        "sparsity": _sparsity(program),
     }
+
+
+def _sparsity(program: Program) -> dict:
+    """Weight bytes and MACs dense vs stored, and pruning as the compiler recorded it."""
+    summary = image_sparsity([kernel for pe in program.pes for kernel in pe.kernels])
+    try:
+        summary["prune"] = json.loads(program.metadata.get("prune", "null"))
+    except ValueError:
+        summary["prune"] = None
+    return summary
 
 
 def _placement(metadata: dict[str, str]) -> dict | None:
@@ -100,12 +112,26 @@ def format_summary(summary: dict) -> str:
         f"{summary['router_capacity']}; total {summary['router_entries_total']}",
         f"image             {summary['image_bytes']} bytes",
     ]
+    lines += _sparsity_lines(summary.get("sparsity"))
     lines += _placement_lines(summary.get("placement"))
     for kind in ("inputs", "outputs"):
         for io in summary[kind]:
             shape = "x".join(str(d) for d in io["shape"])
             lines.append(f"{kind[:-1]:<17} {io['name']}: {shape} {io['dtype']}")
     return "\n".join(lines)
+
+
+def _sparsity_lines(sparsity: dict | None) -> list[str]:
+    """Weight bytes stored against dense, MACs with the stored weights, how activations travel."""
+    if not sparsity:
+        return []
+    events = "event-based (non-zeros only)" if sparsity["event_activations"] else "dense"
+    return [
+        f"weights           {sparsity['weight_bytes_stored']} of "
+        f"{sparsity['weight_bytes_dense']} dense bytes stored ({sparsity['csr_kernels']} "
+        f"kernels compressed); MACs {sparsity['macs_stored']} of {sparsity['macs_dense']}",
+        f"activations       {events}",
+    ]
 
 
 def _placement_lines(report: dict | None) -> list[str]:

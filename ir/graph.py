@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ir.errors import InternalError
+from ir.names import UniqueNames
 from ir.types import TensorType
 
 Attr = int | float | str | tuple[int, ...] | tuple[float, ...]
@@ -69,20 +70,12 @@ class Graph:
         self.inputs: list[Value] = []
         self.outputs: list[Value] = []
         self.nodes: list[Node] = []
-        self._names: set[str] = set()
+        self._names = UniqueNames()
 
     # -- construction -------------------------------------------------------------------------
     def unique_name(self, base: str) -> str:
         """`base` if unused, else `base_1`, `base_2`, ... (deterministic)."""
-        if base not in self._names:
-            self._names.add(base)
-            return base
-        index = 1
-        while f"{base}_{index}" in self._names:
-            index += 1
-        name = f"{base}_{index}"
-        self._names.add(name)
-        return name
+        return self._names.fresh(base)
 
     def add_input(self, name: str, type_: TensorType) -> Value:
         value = Value(self.unique_name(name), type_)

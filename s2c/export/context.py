@@ -18,6 +18,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ir.graph import Node
+from ir.names import UniqueNames
 from ir.registry import get_op
 
 
@@ -29,27 +30,6 @@ class NodeUnsupported(Exception):
         self.reason = reason
 
 
-class Names:
-    """A namespace of unique names: `fresh(base)` is base, else base_1, base_2, ..."""
-
-    def __init__(self) -> None:
-        self._taken: set[str] = set()
-
-    def taken(self, name: str) -> bool:
-        return name in self._taken
-
-    def fresh(self, base: str) -> str:
-        if base not in self._taken:
-            self._taken.add(base)
-            return base
-        index = 1
-        while f"{base}_{index}" in self._taken:
-            index += 1
-        name = f"{base}_{index}"
-        self._taken.add(name)
-        return name
-
-
 class ModelBuilder:
     """The ONNX nodes, initializers and names of one export, in the order they were made."""
 
@@ -57,8 +37,8 @@ class ModelBuilder:
         self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
-        self.tensor_names = Names()
-        self.node_names = Names()
+        self.tensor_names = UniqueNames()
+        self.node_names = UniqueNames()
 
     def node(
         self, op_type: str, inputs: list[str], outputs: list[str], name: str, **attrs: Any

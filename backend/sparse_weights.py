@@ -78,6 +78,9 @@ def store_sparse(spec: SliceSpec) -> SliceSpec:
     if "weight" not in roles:
         return spec
     weight = spec.params[roles.index("weight")][1]
+    columns = column_dtype(math.prod(weight.shape[1:]))
+    if columns is None or _values_and_columns_bytes(weight, columns) >= weight.nbytes:
+        return spec  # the non-zeros and their columns alone take more than the dense weight
     compressed = compress(weight)
     if compressed is None or stored_bytes([a for _, a in compressed]) >= stored_bytes([weight]):
         return spec
@@ -86,6 +89,11 @@ def store_sparse(spec: SliceSpec) -> SliceSpec:
     spec.attrs["weight_format"] = "csr"
     spec.attrs["weight_shape"] = tuple(int(d) for d in weight.shape)
     return spec
+
+
+def _values_and_columns_bytes(weight: np.ndarray, columns: np.dtype) -> int:
+    """A lower bound of the csr bytes (a count, cheaper than finding the non-zeros)."""
+    return int(np.count_nonzero(weight)) * (weight.itemsize + columns.itemsize)
 
 
 def is_sparse(kernel: Kernel) -> bool:

@@ -45,15 +45,20 @@ TARGET_RATIO = 3.0  # interpreter / onnxruntime on ResNet-50
 TARGET_COMPILE_SECONDS = 30.0
 
 
-def median_seconds(function: Callable[[], object], runs: int) -> float:
-    """Median wall time of `runs` calls, after one warm-up call."""
+def wall_times(function: Callable[[], object], runs: int) -> list[float]:
+    """Wall times of `runs` calls, after one warm-up call."""
     function()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(function: Callable[[], object], runs: int) -> float:
+    """Median wall time of `runs` calls, after one warm-up call."""
+    return statistics.median(wall_times(function, runs))
 
 
 def onnxruntime_session(payload: bytes, threads: int | None) -> onnxruntime.InferenceSession:

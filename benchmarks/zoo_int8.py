@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from backend.image import decode_image, encode_image  # noqa: E402
 from backend.interpreter import Interpreter  # noqa: E402
 from benchmarks.reordered import reversed_channels  # noqa: E402
+from benchmarks.zoo import wall_times  # noqa: E402
 from benchmarks.zoo_models import (  # noqa: E402
     MODEL_NAMES,
     cut_at_softmax,
@@ -101,13 +101,8 @@ def _session(model) -> onnxruntime.InferenceSession:
 
 
 def _best(function, runs: int = 3) -> float:
-    function()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    """Fastest wall time of `runs` calls, after one warm-up call."""
+    return min(wall_times(function, runs))
 
 
 def main() -> None:

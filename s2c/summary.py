@@ -151,22 +151,23 @@ def _placement_lines(report: dict | None) -> list[str]:
         return []
 
 
+def _in_unit(value: float, units: tuple[str, str, str]) -> str:
+    """`value` (in units[0]) in the unit that reads best: units[0], milli- or micro-units."""
+    if value >= 1:
+        return f"{value:.3g} {units[0]}"
+    if value >= 1e-3:
+        return f"{value * 1e3:.3g} {units[1]}"
+    return f"{value * 1e6:.3g} {units[2]}"
+
+
 def format_seconds(seconds: float) -> str:
     """Seconds in the unit that reads best: s, ms or us."""
-    if seconds >= 1:
-        return f"{seconds:.3g} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds * 1e6:.3g} us"
+    return _in_unit(seconds, ("s", "ms", "us"))
 
 
 def format_joules(joules: float) -> str:
     """Joules as J, mJ or uJ."""
-    if joules >= 1:
-        return f"{joules:.3g} J"
-    if joules >= 1e-3:
-        return f"{joules * 1e3:.3g} mJ"
-    return f"{joules * 1e6:.3g} uJ"
+    return _in_unit(joules, ("J", "mJ", "uJ"))
 
 
 def format_estimate(estimate: Estimate) -> str:

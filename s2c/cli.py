@@ -601,7 +601,7 @@ def report_command(image, output, as_json, model, activity):
 )
 @click.pass_context
 def demo_command(ctx, output_dir):
-    """Compile the bundled digits CNN in float and int8, run its test set, report.
+    """Compile the bundled digits CNN in float, int8 and snn, run its test set, report.
 
     Prints each mode's accuracy against onnxruntime and its estimated latency and energy per
     inference, and writes each mode's image, outputs and HTML report.

@@ -12,6 +12,11 @@ weights go and the result is deterministic. The first and last conv/dense layers
 are exempt unless `first_last`: they see the raw input and produce the logits, and pruning them
 costs the most accuracy for the fewest weights.
 
+Correction (`passes.prune_correction`): with calibration samples (the user's --calib), each
+pruned float layer's kept weights and bias are refit by least squares to its unpruned output on
+those samples (`refit`, the default), or only its bias is shifted by the mean removed (`bias`);
+without calibration samples, or with `none`, the magnitude-pruned weights stay as they are.
+
 Detection: every conv/dense layer's zero weights are counted before and after pruning, so a model
 that arrives sparse (pruned by its trainer) is reported, and the backend stores any sparse weight
 compressed whenever that is smaller (`backend.sparse_weights`). The pass runs before quantisation
@@ -21,6 +26,7 @@ synapse stays a zero synapse, so pruning means the same in float, int8 and snn m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -29,6 +35,7 @@ import numpy as np
 from ir.errors import InputError
 from ir.graph import Graph, Node, Value
 from passes.base import Pass
+from passes.prune_correction import CORRECTIONS, correct, input_statistics
 
 PRUNABLE_OPS = ("conv", "dense")
 
@@ -40,15 +47,26 @@ class LayerSparsity:
     weights: int
     zeros_given: int
     zeros: int
+    correction: str = "none"  # how the kept weights were corrected (passes.prune_correction)
 
-    def as_dict(self) -> dict[str, int]:
-        return {"weights": self.weights, "zeros_given": self.zeros_given, "zeros": self.zeros}
+    def as_dict(self) -> dict[str, int | str]:
+        return {
+            "weights": self.weights,
+            "zeros_given": self.zeros_given,
+            "zeros": self.zeros,
+            "correction": self.correction,
+        }
 
 
 def check_fraction(fraction: float) -> None:
     """--prune must be in [0, 1): pruning every weight leaves nothing to compute."""
     if not 0.0 <= fraction < 1.0:
         raise InputError(f"--prune must be in [0, 1), got {fraction}")
+
+
+def check_correction(correction: str) -> None:
+    if correction not in CORRECTIONS:
+        raise InputError(f"--prune-correction {correction!r}: choose from {', '.join(CORRECTIONS)}")
 
 
 def weighted_layers(graph: Graph) -> list[Node]:
@@ -64,10 +82,13 @@ class Prune(Pass):
     fraction: float = 0.0
     global_threshold: bool = False
     first_last: bool = False
+    calibration: Mapping[str, np.ndarray] | None = field(default=None, compare=False)
+    correction: str = "refit"
     report: dict[str, LayerSparsity] = field(default_factory=dict, compare=False)
 
     def run(self, graph: Graph) -> bool:
         check_fraction(self.fraction)
+        check_correction(self.correction)
         layers = weighted_layers(graph)
         for node in layers:
             zeros = zero_count(node.inputs[1])
@@ -75,6 +96,13 @@ class Prune(Pass):
         prunable = self._prunable(layers)
         if self.fraction == 0.0 or not prunable:
             return False
+        corrected = [node for node in prunable if self._correctable(node)]
+        statistics = (
+            input_statistics(graph, corrected, self.calibration, self.correction)
+            if corrected and self.calibration is not None
+            else {}
+        )
+        originals = {node.name: node.inputs[1].constant_data.copy() for node in corrected}
         if self.global_threshold:
             _prune_global(prunable, self.fraction)
         else:
@@ -82,12 +110,34 @@ class Prune(Pass):
                 _prune_layer(node, self.fraction)
         for node in prunable:
             _check_not_empty(node, self)
+        for node in corrected:
+            if node.name in statistics:
+                _ensure_bias(graph, node)
+                applied = correct(node, originals[node.name], statistics[node.name])
+                self.report[node.name].correction = applied
         for node in layers:
             self.report[node.name].zeros = zero_count(node.inputs[1])
         return True
 
     def _prunable(self, layers: list[Node]) -> list[Node]:
         return layers if self.first_last else layers[1:-1]
+
+    def _correctable(self, node: Node) -> bool:
+        """A float layer whose weight and bias no other node shares."""
+        if self.correction == "none" or node.inputs[1].type.quant is not None:
+            return False
+        return all(len(value.uses) == 1 for value in node.inputs[1:])
+
+
+def _ensure_bias(graph: Graph, node: Node) -> None:
+    """Give a layer without a bias a zero one (a correction moves the bias)."""
+    if len(node.inputs) == 3:
+        return
+    weight = node.inputs[1].constant_data
+    outputs = weight.shape[1] if node.op == "dense" else weight.shape[0]
+    bias = graph.constant(f"{node.name}_bias", np.zeros(outputs, dtype=weight.dtype))
+    node.inputs.append(bias)
+    bias.uses.append((node, 2))
 
 
 def _zero_code(value: Value) -> np.ndarray:

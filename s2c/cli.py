@@ -123,6 +123,15 @@ def compile_options(function):
             help="--prune the first and last conv/dense layers too.",
         ),
         click.option(
+            "--prune-correction",
+            type=click.Choice(["refit", "bias", "none"]),
+            default="refit",
+            show_default=True,
+            help="After --prune, fit each pruned layer to its unpruned output on the --calib "
+            "samples: refit = least-squares kept weights and bias, bias = shift the bias by "
+            "the mean removed, none = magnitude pruning only (also without --calib).",
+        ),
+        click.option(
             "--sparse-weights/--dense-weights",
             default=True,
             show_default=True,

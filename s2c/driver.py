@@ -40,7 +40,7 @@ from passes.calibration import METHODS, synthetic_inputs
 from passes.fold_qdq import Calibration
 from passes.pipeline import canonicalisation, pass_names
 from passes.quantise import Quantise
-from passes.sparsity import Prune, check_fraction
+from passes.sparsity import Prune, check_correction, check_fraction
 from s2c import __version__
 from s2c.capacity import check_io_fits, check_results_fit
 from s2c.files import read_npz
@@ -77,6 +77,7 @@ class CompileOptions:
     prune: float = 0.0  # fraction of conv/dense weights zeroed by magnitude (passes.sparsity)
     prune_global: bool = False  # one magnitude ranking over all layers instead of per layer
     prune_first_last: bool = False  # prune the first and last conv/dense layers too
+    prune_correction: str = "refit"  # refit | bias | none, from --calib (passes.prune_correction)
     sparse_weights: bool = True  # store a sparse weight compressed when smaller
     event_activations: bool = False  # send only non-zero activations (docs/sparsity.md)
 
@@ -98,6 +99,7 @@ class CompileOptions:
             raise InputError(f"--percentile must be in (50, 100], got {self.percentile}")
         self._check_snn()
         check_fraction(self.prune)
+        check_correction(self.prune_correction)
         unknown = [p for p in self.print_after if p not in pass_names() and p != "all"]
         if unknown:
             raise InputError(
@@ -213,6 +215,23 @@ def _snn_pass(options: CompileOptions) -> AnnToSnn:
     )
 
 
+def _prune_pass(options: CompileOptions, warn) -> Prune:
+    """The pruning pass; its correction fits the pruned layers to the user's --calib samples."""
+    correcting = options.prune > 0 and options.prune_correction != "none"
+    if correcting and options.calib is None:
+        (warn or _warn_to_stderr)(
+            "warning: --prune without --calib: the pruned layers are not corrected "
+            "(docs/sparsity.md)"
+        )
+    return Prune(
+        options.prune,
+        options.prune_global,
+        options.prune_first_last,
+        calibration=read_npz(options.calib) if correcting and options.calib else None,
+        correction=options.prune_correction,
+    )
+
+
 def snn_metadata(options: CompileOptions) -> dict[str, str]:
     """How the image runs as a spiking network (read back by `backend.spiking`)."""
     return {
@@ -231,6 +250,7 @@ def sparsity_metadata(options: CompileOptions, pruning: Prune) -> dict[str, str]
                 "fraction": options.prune,
                 "global": options.prune_global,
                 "first_last": options.prune_first_last,
+                "correction": options.prune_correction,
                 "layers": layers,
             },
             sort_keys=True,
@@ -280,7 +300,7 @@ def compile_model(
     if prequantised and options.mode == "snn":
         raise UnsupportedError("model is quantised; --mode snn converts float ReLU networks")
     passes = canonicalisation(options.mode)
-    pruning = Prune(options.prune, options.prune_global, options.prune_first_last)
+    pruning = _prune_pass(options, warn)
     passes.append(pruning)
     if options.mode == "int8" and not prequantised:
         passes.append(_quantise_pass(graph, options, warn, progress))

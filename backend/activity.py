@@ -13,8 +13,10 @@ Per kernel firing (S samples at once):
   non-zero input (sum over arrived inputs k of the stored non-zeros of row k); a conv kernel the
   same fraction of its work as of its input elements that arrived (exact up to the taps that
   fall on padding).
-The interpreter still computes with whole buffers: an element that was not sent is the zero its
-port starts from, so the result is the same value for value.
+Execution: an event-based dense kernel multiplies only the synaptic rows of the inputs that
+arrived (`backend.kernels.arrived_rows`; over the samples fired together, the union of their
+arrived inputs); a conv kernel computes with its whole buffer, where an element that was not sent
+is the zero its port starts from. Both give the same values as dense transmission.
 """
 
 from __future__ import annotations

@@ -138,11 +138,27 @@ def _conv(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
     return _split_samples(y.astype(np.float32), samples)
 
 
+def arrived_rows(kernel: PreparedKernel, x: np.ndarray) -> np.ndarray | None:
+    """An event-based dense kernel's synaptic rows to process: the inputs k that arrived
+    (x[..., k] differs from the zero its port starts from) in any sample fired together (for one
+    sample, exactly its arrived inputs). None for a kernel with dense transmission."""
+    zeros = kernel.attrs.get("event_input_zeros")
+    if zeros is None:
+        return None
+    flat = x.reshape(-1, x.shape[-1])
+    return np.flatnonzero((flat != zeros[0]).any(axis=0))
+
+
 def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    """y = x @ W + b; event-based: y = x[arrived] @ W[arrived rows] + b (an input that did not
+    arrive is the zero of its port and adds nothing, so both give the same result)."""
+    rows = arrived_rows(kernel, inputs[0])
     if kernel.attrs.get("int8"):
-        return int8.dense(kernel.attrs, inputs[0], params, kernel.int8_cache)
-    operands = [inputs[0].astype(ACCUMULATE), *kernel.wide(params)]
-    (y,) = evaluate("dense", kernel.attrs, operands)
+        return int8.dense(kernel.attrs, inputs[0], params, kernel.int8_cache, rows)
+    x, weight, *bias = [inputs[0].astype(ACCUMULATE), *kernel.wide(params)]
+    if rows is not None:
+        x, weight = x[..., rows], weight[rows]
+    (y,) = evaluate("dense", kernel.attrs, [x, weight, *bias])
     return y.astype(np.float32)
 
 

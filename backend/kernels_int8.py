@@ -94,9 +94,19 @@ def conv(attrs: dict, x: np.ndarray, params: dict, cache: dict | None = None) ->
     return _finish(acc.astype(np.int64), attrs, params, 1)
 
 
-def dense(attrs: dict, x: np.ndarray, params: dict, cache: dict | None = None) -> np.ndarray:
+def dense(
+    attrs: dict,
+    x: np.ndarray,
+    params: dict,
+    cache: dict | None = None,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """x[..., K] int8 -> int8 (or int32 partial sums); with `rows`, only those synaptic rows
+    (inputs): acc = (x[..., rows] - z_x) @ W[rows], exact when the other inputs equal z_x."""
     zero = int(attrs["input_zero_point"])
     weight = _cached_weight({} if cache is None else cache, params, zero, 1)
+    if rows is not None:
+        x, weight = x[..., rows], weight[rows]
     shifted = x.astype(weight.dtype) - weight.dtype.type(zero)
     acc = (shifted @ weight).astype(np.int64)
     return _finish(acc, attrs, params, acc.ndim - 1)

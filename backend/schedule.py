@@ -15,7 +15,8 @@ the blocks' parameters stacked (`PreparedKernel.call_stacked`). A layer's slices
 another, so merging them keeps the order acyclic. When every block reads the same input boxes
 from the same senders (the output-channel chunks of a layer), the group is `shared`: the input
 is filled and laid out once and the blocks' weights act as one wider layer
-(`PreparedKernel.call_shared`).
+(`PreparedKernel.call_shared`). An event-based dense kernel is not merged this way: it fires
+alone, processing only the synaptic rows of the inputs that arrived.
 """
 
 from __future__ import annotations
@@ -80,7 +81,10 @@ def _group_key(kernel: Kernel, params: dict[str, np.ndarray]) -> tuple:
 
 
 def _stackable(kernel: Kernel) -> bool:
-    return kernel.opcode in STACKABLE and not kernel.attrs.get("int8")
+    """Float conv/dense; not an event-based dense kernel, which processes only the synaptic
+    rows of the inputs that arrived (`backend.kernels.arrived_rows`)."""
+    events = kernel.opcode == "dense" and "event_input_zeros" in kernel.attrs
+    return kernel.opcode in STACKABLE and not kernel.attrs.get("int8") and not events
 
 
 def _merge_blocks(blocks: list[tuple[int, ...]], keys: list[tuple], kernels) -> list[FiringGroup]:

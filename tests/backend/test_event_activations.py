@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from backend.image import decode_image, encode_image
+from backend.interpreter import Interpreter
 from golden.cases import load_case
 from s2c.driver import CompileOptions, compile_model
 from s2c.summary import summarise
@@ -77,3 +78,38 @@ def test_inspect_reports_weight_bytes_and_macs_dense_vs_stored() -> None:
     assert summary["weight_bytes_stored"] < 0.35 * summary["weight_bytes_dense"]
     assert summary["macs_stored"] < 0.2 * summary["macs_dense"]
     assert summary["prune"]["fraction"] == 0.9
+
+
+def test_an_event_dense_kernel_reads_only_the_synaptic_rows_of_inputs_that_arrived() -> None:
+    """Rows of inputs that never arrive hold NaN: events never touch them (output finite and
+    equal to the dense transmission's); dense transmission multiplies them (0 x NaN = NaN)."""
+    model, inputs, _, _ = load_case("mlp")
+    x = _samples(inputs)
+    x["input"][..., :32] = 0.0  # these inputs are zero: no event arrives for them
+    outputs = {}
+    for events in (True, False):
+        interpreter = Interpreter(
+            decode_image(_image(model, mode="float", event_activations=events))
+        )
+        first = interpreter.kernels[0][1].layer
+        for params, (_, kernel) in zip(interpreter.params, interpreter.kernels):
+            if kernel.layer == first:
+                start = kernel.inputs[0].box.start[-1]
+                params["weight"] = params["weight"].copy()
+                params["weight"][max(0, -start) : max(0, 32 - start)] = np.nan
+        outputs[events], _ = interpreter.run({"input": x["input"][:, None]})
+    clean = _image(model, mode="float")
+    expected, _ = interpreter_outputs(clean, x)
+    np.testing.assert_array_equal(outputs[True]["logits"].reshape(8, -1), expected["logits"])
+    assert np.isnan(outputs[False]["logits"]).all()
+
+
+@pytest.mark.parametrize("case", ["conv_pool_dense", "concat_branches"])
+def test_event_and_dense_transmission_give_bit_identical_int8_outputs(case: str) -> None:
+    model, inputs, _, _ = load_case(case)
+    x = _samples(inputs, 4)
+    options = dict(mode="int8", prune=0.7, prune_first_last=True)
+    events, _ = interpreter_outputs(_image(model, **options, event_activations=True), x)
+    dense, _ = interpreter_outputs(_image(model, **options, event_activations=False), x)
+    for name in dense:
+        np.testing.assert_array_equal(events[name], dense[name])

@@ -4,12 +4,14 @@ Per kernel firing (S samples at once):
 - activation elements and zeros of its output box; a zero is the output tensor's zero point
   (`event_zero`: 0 for float and int32, z_y for int8), the value an event-based kernel does not
   send;
-- packets: dense = the key block's packets per sample (one per element with event-based
-  activations, packed 16 bytes per packet without); sent = the non-zero elements with
-  event-based activations, else the dense count; link hops follow the packets sent;
+- packets: `packets_elements` = one per output element (every element sent as an event),
+  `packets_packed` = every element packed into 16-byte payloads (16 int8 or 4 float32 values
+  per packet: dense transmission); sent = the non-zero elements for a kernel of a layer that
+  sends events (`event_zero`), else its packed packets; link hops follow the packets sent;
 - MACs: dense = every weight for every output (`stats.dense_mac_count`); performed = the kernel's
-  MACs with its stored weights (`stats.mac_count`: csr walks only non-zeros), and with event-based
-  activations only for inputs that arrived: a dense kernel processes the synaptic row of each
+  MACs with its stored weights (`stats.mac_count`: csr walks only non-zeros), and, for a kernel
+  whose first input comes as events (`event_input_zeros`), only for inputs that arrived: a dense
+  kernel processes the synaptic row of each
   non-zero input (sum over arrived inputs k of the stored non-zeros of row k); a conv kernel the
   same fraction of its work as of its input elements that arrived (exact up to the taps that
   fall on padding).
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from backend.assemble import PAYLOAD_BYTES
 from backend.program import Kernel
 from backend.stats import dense_mac_count, mac_count, weight_bytes
 
@@ -35,7 +38,8 @@ class LayerSparsity:
 
     activation_elements: int = 0
     activation_zeros: int = 0
-    packets_dense: int = 0
+    packets_elements: int = 0
+    packets_packed: int = 0
     packets_sent: int = 0
     macs_dense: int = 0
     macs_performed: int = 0
@@ -56,7 +60,7 @@ class LayerSparsity:
 class SparsityStats:
     """Sparsity counts of a run: totals, per layer, and the image's weight bytes."""
 
-    events: bool = False
+    event_layers: tuple[str, ...] = ()
     weight_bytes_dense: int = 0
     weight_bytes_stored: int = 0
     per_layer: dict[str, LayerSparsity] = field(default_factory=dict)
@@ -74,18 +78,20 @@ class SparsityStats:
             for name, layer in source.items():
                 per_layer.setdefault(name, LayerSparsity()).add(layer)
         return SparsityStats(
-            self.events, self.weight_bytes_dense, self.weight_bytes_stored, per_layer
+            self.event_layers, self.weight_bytes_dense, self.weight_bytes_stored, per_layer
         )
 
     def as_dict(self) -> dict:
         total = self.total().as_dict()
         return {
-            "event_activations": self.events,
+            "event_activations": bool(self.event_layers),
+            "event_layers": list(self.event_layers),
             "weight_bytes_dense": self.weight_bytes_dense,
             "weight_bytes_stored": self.weight_bytes_stored,
             "macs_dense": total["macs_dense"],
             "macs_performed": total["macs_performed"],
-            "packets_dense": total["packets_dense"],
+            "packets_elements": total["packets_elements"],
+            "packets_packed": total["packets_packed"],
             "packets_sent": total["packets_sent"],
             "activation_sparsity": total["activation_sparsity"],
             "per_layer": {name: layer.as_dict() for name, layer in self.per_layer.items()},
@@ -101,10 +107,9 @@ def image_weight_bytes(kernels: list[Kernel]) -> tuple[int, int]:
 class SparsityCounter:
     """Counts a run's firings; one per run."""
 
-    def __init__(self, kernels: list[Kernel], params: list[dict[str, np.ndarray]], events: bool):
+    def __init__(self, kernels: list[Kernel], params: list[dict[str, np.ndarray]]):
         self.kernels = kernels
-        self.events = events
-        self.stats = SparsityStats(events, *image_weight_bytes(kernels))
+        self.stats = SparsityStats(event_layers(kernels), *image_weight_bytes(kernels))
         self.row_counts = [_row_counts(k, p) for k, p in zip(kernels, params)]
         self.packets = 0  # packets the kernels sent
         self.link_hops = 0  # and their chip-to-chip hops
@@ -118,11 +123,13 @@ class SparsityCounter:
         counts = LayerSparsity(
             activation_elements=output.size,
             activation_zeros=int(np.count_nonzero(output == zero)),
-            packets_dense=kernel.output.packet_count * samples,
+            packets_elements=output.size,
+            packets_packed=packed_packets(kernel) * samples,
             macs_dense=dense_mac_count(kernel) * samples,
         )
         sent = counts.activation_elements - counts.activation_zeros
-        counts.packets_sent = sent if self.events else counts.packets_dense
+        events = "event_zero" in kernel.attrs
+        counts.packets_sent = sent if events else kernel.output.packet_count * samples
         counts.macs_performed = self._performed(index, inputs, samples)
         self.packets += counts.packets_sent
         self.link_hops += counts.packets_sent * hops
@@ -131,7 +138,7 @@ class SparsityCounter:
     def _performed(self, index: int, inputs: list[np.ndarray], samples: int) -> int:
         kernel = self.kernels[index]
         stored = mac_count(kernel) * samples
-        if not self.events or stored == 0 or not inputs:
+        if "event_input_zeros" not in kernel.attrs or stored == 0 or not inputs:
             return stored
         zero = kernel.attrs.get("event_input_zeros", (0,))[0]
         arrived = inputs[0] != zero
@@ -139,6 +146,17 @@ class SparsityCounter:
         if rows is not None:  # dense: the stored row of every input that arrived
             return int(arrived.reshape(-1, rows.size).sum(axis=0) @ rows)
         return stored * int(np.count_nonzero(arrived)) // max(arrived.size, 1)
+
+
+def packed_packets(kernel: Kernel) -> int:
+    """Packets of the kernel's output box sent packed: 16-byte payloads of whole values."""
+    per_packet = max(PAYLOAD_BYTES // np.dtype(kernel.output.dtype).itemsize, 1)
+    return -(-kernel.output.box.size // per_packet)
+
+
+def event_layers(kernels: list[Kernel]) -> tuple[str, ...]:
+    """The layers whose kernels send only non-zero activations, sorted."""
+    return tuple(sorted({kernel.layer for kernel in kernels if "event_zero" in kernel.attrs}))
 
 
 def _row_counts(kernel: Kernel, params: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -154,7 +172,8 @@ def _row_counts(kernel: Kernel, params: dict[str, np.ndarray]) -> np.ndarray | N
 def image_sparsity(kernels: list[Kernel]) -> dict:
     """What the image alone says (no run): weight bytes, MACs per inference with the stored
     weights, packets per inference if every element were sent; per layer and in total.
-    Activation sparsity and packets sent need a run (`s2c run --stats-json`)."""
+    Packets: one per element, and packed (dense transmission). Activation sparsity and packets
+    sent need a run (`s2c run --stats-json`)."""
     per_layer: dict[str, dict[str, int]] = {}
     for kernel in kernels:
         dense_bytes, stored_bytes = weight_bytes(kernel)
@@ -166,15 +185,18 @@ def image_sparsity(kernels: list[Kernel]) -> dict:
         layer["weight_bytes_stored"] += stored_bytes
         layer["macs_dense"] += dense_mac_count(kernel)
         layer["macs_stored"] += mac_count(kernel)
-        layer["packets_dense"] = layer.get("packets_dense", 0) + kernel.output.packet_count
+        layer["packets_elements"] = layer.get("packets_elements", 0) + kernel.output.box.size
+        layer["packets_packed"] = layer.get("packets_packed", 0) + packed_packets(kernel)
     totals = {
         key: sum(layer[key] for layer in per_layer.values())
         for key in ("weight_bytes_dense", "weight_bytes_stored", "macs_dense", "macs_stored")
     }
     return {
         "event_activations": any("event_zero" in kernel.attrs for kernel in kernels),
+        "event_layers": list(event_layers(kernels)),
         "csr_kernels": sum(kernel.attrs.get("weight_format") == "csr" for kernel in kernels),
         **totals,
-        "packets_dense": sum(kernel.output.packet_count for kernel in kernels),
+        "packets_elements": sum(kernel.output.box.size for kernel in kernels),
+        "packets_packed": sum(packed_packets(kernel) for kernel in kernels),
         "per_layer": per_layer,
     }

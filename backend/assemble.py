@@ -61,19 +61,22 @@ class Sender:
     mask: int
 
 
-def _senders(partition: Partition, mode: str = "float", events: bool = False) -> list[Sender]:
-    """Every sender with its key block; the host's inputs always travel packed (dense)."""
+def _senders(
+    partition: Partition, mode: str = "float", events: frozenset[str] = frozenset()
+) -> list[Sender]:
+    """Every sender with its key block; a slice of a layer in `events` sends one element per
+    packet, the others and the host's inputs send packed."""
     boxes: list[tuple[int | None, int, Box]] = []
+    sends_events: list[bool] = []
     for _, tensor in partition.graph_inputs:
         boxes.append((None, tensor, Box.full(partition.tensors[tensor].shape)))
+        sends_events.append(False)
     for s in partition.slices:
         boxes.append((s.index, s.output, s.spec.out_box))
+        sends_events.append(s.layer in events)
     counts = [
-        -(
-            -box.size
-            // values_per_packet(partition.tensors[t].dtype, mode, events and i is not None)
-        )
-        for i, t, box in boxes
+        -(-box.size // values_per_packet(partition.tensors[t].dtype, mode, event))
+        for (_, t, box), event in zip(boxes, sends_events)
     ]
     keys = allocate_keys(counts)
     return [Sender(i, t, b, k, m) for (i, t, b), (k, m) in zip(boxes, keys)]
@@ -118,12 +121,18 @@ def _zero(partition: Partition, tensor: int) -> int:
     return 0 if quant is None else int(quant[1])
 
 
-def _event_attrs(s: Slice, partition: Partition) -> dict[str, int | tuple[int, ...]]:
-    """Zeros of an event-based kernel: what it does not send, what its ports start from."""
-    return {
-        "event_zero": _zero(partition, s.output),
-        "event_input_zeros": tuple(_zero(partition, tensor) for tensor in s.inputs),
-    }
+def _event_attrs(
+    s: Slice, partition: Partition, events: frozenset[str], producers: dict[int, str]
+) -> dict[str, int | tuple[int, ...]]:
+    """`event_zero`: the value a kernel of an event layer does not send; `event_input_zeros`:
+    the zeros its ports start from, for a kernel whose first input comes as events (it then
+    processes only the inputs that arrive)."""
+    attrs: dict[str, int | tuple[int, ...]] = {}
+    if s.layer in events:
+        attrs["event_zero"] = _zero(partition, s.output)
+    if s.inputs and producers.get(s.inputs[0]) in events:
+        attrs["event_input_zeros"] = tuple(_zero(partition, tensor) for tensor in s.inputs)
+    return attrs
 
 
 def _kernel(
@@ -133,7 +142,8 @@ def _kernel(
     sources,
     layout: PELayout,
     mode: str,
-    events: bool = False,
+    events: frozenset[str] = frozenset(),
+    producers: dict[int, str] | None = None,
 ):
     tensors = partition.tensors
     spec = s.spec
@@ -161,7 +171,7 @@ def _kernel(
         out_address,
         sender_of.key,
         sender_of.mask,
-        values_per_packet(out_dtype, mode, events),
+        values_per_packet(out_dtype, mode, s.layer in events),
     )
     params, blocks = [], []
     for role, array in spec.params:
@@ -173,7 +183,7 @@ def _kernel(
         spec.opcode,
         s.layer,
         s.index,
-        dict(spec.attrs, **_event_attrs(s, partition)) if events else dict(spec.attrs),
+        dict(spec.attrs, **_event_attrs(s, partition, events, producers or {})),
         tuple(ports),
         output,
         tuple(params),
@@ -188,14 +198,15 @@ def assemble(
     machine: Machine,
     mode: str,
     metadata: dict[str, str],
-    events: bool = False,
+    events: frozenset[str] = frozenset(),
 ) -> Program:
     """Build the whole `Program` from a partition and a placement (one PECoord per slice).
 
-    `events`: kernels send only non-zero activations, one element per packet (not in snn mode,
-    whose spikes are events already).
+    `events`: the layers whose kernels send only non-zero activations, one element per packet
+    (none in snn mode, whose spikes are events already).
     """
-    events = events and mode != "snn"
+    events = events if mode != "snn" else frozenset()
+    producers = {s.output: s.layer for s in partition.slices}
     senders = _senders(partition, mode, events)
     sources = _sources_by_port(partition, senders)
     routing = route_flows(_flows(partition, senders, sources, pe_of), machine)
@@ -210,7 +221,7 @@ def assemble(
             pes[pe] = PEImage(pe, [], [])
             layouts[pe] = PELayout(base, limit)
         kernel, blocks = _kernel(
-            s, partition, sender_by_slice[s.index], sources, layouts[pe], mode, events
+            s, partition, sender_by_slice[s.index], sources, layouts[pe], mode, events, producers
         )
         pes[pe].kernels.append(kernel)
         pes[pe].blocks.extend(blocks)
@@ -224,7 +235,12 @@ def assemble(
         pes=sorted(pes.values(), key=lambda p: (p.pe.chip, p.pe.core)),
         chips=chips,
         inputs=_io_inputs(partition, senders, mode),
-        outputs=_io_outputs(partition, senders, mode, events),
+        outputs=_io_outputs(
+            partition,
+            senders,
+            mode,
+            frozenset(t for t, layer in producers.items() if layer in events),
+        ),
         metadata=dict(metadata),
     )
 
@@ -250,8 +266,9 @@ def _io_inputs(partition: Partition, senders: list[Sender], mode: str) -> list[I
 
 
 def _io_outputs(
-    partition: Partition, senders: list[Sender], mode: str, events: bool = False
+    partition: Partition, senders: list[Sender], mode: str, event_tensors: frozenset[int]
 ) -> list[IOTensor]:
+    """Graph outputs as the host receives them; a tensor in `event_tensors` comes as events."""
     result = []
     for name, tensor in partition.graph_outputs:
         info = partition.tensors[tensor]
@@ -264,7 +281,7 @@ def _io_outputs(
                 info.dtype,
                 tuple(s.box for s in mine),
                 tuple((s.key, s.mask) for s in mine),
-                values_per_packet(info.dtype, mode, events),
+                values_per_packet(info.dtype, mode, tensor in event_tensors),
                 info.quant,
             )
         )

@@ -300,7 +300,7 @@ class Interpreter:
                 payloads[key] = np.ascontiguousarray(
                     data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
                 )
-        counter = SparsityCounter([k for _, k in self.kernels], self.params, self.events)
+        counter = SparsityCounter([k for _, k in self.kernels], self.params)
         for group in self.schedule:
             self._fire(group, payloads, samples, counter)
         outputs = {

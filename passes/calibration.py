@@ -37,11 +37,15 @@ class ValueStats:
     low: float = np.inf
     high: float = -np.inf
     samples: list[np.ndarray] = field(default_factory=list)
+    zeros: int = 0  # elements exactly 0.0, over all samples
+    elements: int = 0
 
     def add(self, array: np.ndarray, budget: int) -> None:
         flat = np.asarray(array, dtype=np.float32).ravel()
         if flat.size == 0:
             return
+        self.zeros += int(flat.size - np.count_nonzero(flat))
+        self.elements += flat.size
         self.low = min(self.low, float(flat.min()))
         self.high = max(self.high, float(flat.max()))
         stride = max(1, flat.size // max(budget, 1))
@@ -147,6 +151,16 @@ def _sample_count(graph: Graph, inputs: Mapping[str, np.ndarray]) -> int:
     if len(counts) != 1 or 0 in counts:
         raise InputError("calibration inputs must hold the same, non-zero number of samples")
     return counts.pop()
+
+
+def zero_fractions(graph: Graph, stats: dict[int, ValueStats]) -> dict[str, float]:
+    """Per node (by name): the fraction of its first output's elements that were exactly 0."""
+    fractions = {}
+    for node in graph.nodes:
+        entry = stats.get(id(node.outputs[0]))
+        if entry is not None and entry.elements:
+            fractions[node.name] = entry.zeros / entry.elements
+    return fractions
 
 
 def value_range(stats: ValueStats, method: str, percentile: float) -> tuple[float, float]:

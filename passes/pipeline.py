@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from passes.activation_zeros import MeasureActivationZeros
 from passes.ann_to_snn import AnnToSnn
 from passes.base import Pass
 from passes.constant_fold import ConstantFold
@@ -32,4 +33,5 @@ def canonicalisation(mode: str = "float") -> list[Pass]:
 
 def pass_names() -> list[str]:
     """Every pass name a user can give to --print-after."""
-    return sorted({p.name for p in canonicalisation()} | {Quantise.name, AnnToSnn.name, Prune.name})
+    later = {Quantise.name, AnnToSnn.name, Prune.name, MeasureActivationZeros.name}
+    return sorted({p.name for p in canonicalisation()} | later)

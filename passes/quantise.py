@@ -26,7 +26,7 @@ import numpy as np
 from ir.graph import Graph, Node, Value
 from ir.types import QuantParams, TensorType
 from passes.base import Pass
-from passes.calibration import calibrate, value_range
+from passes.calibration import calibrate, value_range, zero_fractions
 
 # Ops whose result takes the quantisation parameters of operand 0.
 SAME_PARAMETERS = frozenset(
@@ -71,9 +71,12 @@ class Quantise(Pass):
     per_tensor_weights: bool = False
     # Hears a status line per calibration sample (a terminal shows it); not an option.
     progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+    # Filled by `run`: per node, the fraction of its float output that was 0 at calibration.
+    zeros: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
     def run(self, graph: Graph) -> bool:
         stats = calibrate(graph, self.calibration, self.progress)
+        self.zeros.update(zero_fractions(graph, stats))
         parameters = self._activation_parameters(graph, stats)
         for node in graph.nodes:
             self._quantise_constants(graph, node, parameters)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import onnx
 
-from backend.assemble import assemble
+from backend.assemble import assemble, values_per_packet
 from backend.hardware import MAX_BOARDS, Machine, load_machine, machine_from_name
 from backend.partition import Partition, partition
 from backend.place import pack_next_fit, suggest_machine
@@ -34,6 +34,7 @@ from backend.topology import BOARD_CHIPS
 from ir.errors import InputError, ResourceError, UnsupportedError
 from ir.graph import Graph
 from ir.printer import print_graph
+from passes.activation_zeros import MeasureActivationZeros
 from passes.ann_to_snn import ENCODINGS, AnnToSnn, SpikingNetwork
 from passes.base import PassManager
 from passes.calibration import METHODS, synthetic_inputs
@@ -79,7 +80,9 @@ class CompileOptions:
     prune_first_last: bool = False  # prune the first and last conv/dense layers too
     prune_correction: str = "refit"  # refit | bias | none, from --calib (passes.prune_correction)
     sparse_weights: bool = True  # store a sparse weight compressed when smaller
-    event_activations: bool = False  # send only non-zero activations (docs/sparsity.md)
+    # send only non-zero activations: True everywhere, False nowhere, None: per layer where the
+    # calibration zeros make events fewer packets than packed transmission (docs/sparsity.md)
+    event_activations: bool | None = None
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -241,9 +244,42 @@ def snn_metadata(options: CompileOptions) -> dict[str, str]:
     }
 
 
-def sparsity_metadata(options: CompileOptions, pruning: Prune) -> dict[str, str]:
-    """How weights were pruned (zeros per layer, given and after) and how activations travel."""
+def choose_event_layers(
+    graph: Graph, options: CompileOptions, zeros: dict[str, float] | None
+) -> frozenset[str]:
+    """The layers that send only their non-zero activations.
+
+    --event-activations: every layer; --no-event-activations or snn mode: none. Neither: a layer
+    whose output had a zero fraction z at calibration sends events when they take fewer packets
+    than packed transmission, (1 - z) x n < n / v with v values per packed packet (16 int8, 4
+    float32), i.e. z > 1 - 1/v; without calibration samples (float without --calib, a model
+    that arrives quantised) every layer stays packed.
+    """
+    if options.mode == "snn" or options.event_activations is False:
+        return frozenset()
+    if options.event_activations:
+        return frozenset(node.name for node in graph.nodes)
+    if zeros is None:
+        return frozenset()
+    chosen = set()
+    for node in graph.nodes:
+        per_packet = values_per_packet(node.outputs[0].type.dtype, options.mode)
+        if zeros.get(node.name, 0.0) > 1.0 - 1.0 / per_packet:
+            chosen.add(node.name)
+    return frozenset(chosen)
+
+
+def sparsity_metadata(
+    options: CompileOptions,
+    pruning: Prune,
+    zeros: dict[str, float] | None = None,
+    event_layers: frozenset[str] = frozenset(),
+) -> dict[str, str]:
+    """How weights were pruned (zeros per layer, given and after) and how activations travel:
+    the option (auto / on / off), the layers that send events, and the zero fraction of each
+    layer's output at calibration when it was measured."""
     layers = {name: layer.as_dict() for name, layer in pruning.report.items()}
+    option = {None: "auto", True: "on", False: "off"}[options.event_activations]
     return {
         "prune": json.dumps(
             {
@@ -255,7 +291,16 @@ def sparsity_metadata(options: CompileOptions, pruning: Prune) -> dict[str, str]
             },
             sort_keys=True,
         ),
-        "event_activations": str(int(options.event_activations and options.mode != "snn")),
+        "event_activations": json.dumps(
+            {
+                "option": option,
+                "layers": sorted(event_layers),
+                "zeros_at_calibration": {
+                    name: round(fraction, 6) for name, fraction in (zeros or {}).items()
+                },
+            },
+            sort_keys=True,
+        ),
     }
 
 
@@ -302,8 +347,14 @@ def compile_model(
     passes = canonicalisation(options.mode)
     pruning = _prune_pass(options, warn)
     passes.append(pruning)
+    # the zeros of each layer's output at calibration: int8 counts them while calibrating
+    zeros: Quantise | MeasureActivationZeros | None = None
     if options.mode == "int8" and not prequantised:
-        passes.append(_quantise_pass(graph, options, warn, progress))
+        zeros = _quantise_pass(graph, options, warn, progress)
+    elif options.mode == "float" and options.calib and options.event_activations is None:
+        zeros = MeasureActivationZeros(read_npz(options.calib))
+    if zeros is not None:
+        passes.append(zeros)
     spiking = _snn_pass(options) if options.mode == "snn" else None
     if spiking is not None:
         passes.append(spiking)
@@ -349,9 +400,11 @@ def compile_model(
     }
     if options.mode == "snn":
         metadata.update(snn_metadata(options))
-    metadata.update(sparsity_metadata(options, pruning))
+    measured = zeros.zeros if zeros is not None and options.event_activations is None else None
+    event_layers = choose_event_layers(graph, options, measured)
+    metadata.update(sparsity_metadata(options, pruning, measured, event_layers))
     status("routing and laying out memory")
-    program = assemble(parts, placement, machine, options.mode, metadata, options.event_activations)
+    program = assemble(parts, placement, machine, options.mode, metadata, event_layers)
     outcome.report.figures["router_entries_max"] = max(
         (len(chip.router) for chip in program.chips), default=0
     )

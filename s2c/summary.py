@@ -70,11 +70,18 @@ def summarise(program: Program, image_bytes: int, sram: list[int] | None = None)
 def _sparsity(program: Program) -> dict:
     """Weight bytes and MACs dense vs stored, and pruning as the compiler recorded it."""
     summary = image_sparsity([kernel for pe in program.pes for kernel in pe.kernels])
-    try:
-        summary["prune"] = json.loads(program.metadata.get("prune", "null"))
-    except ValueError:
-        summary["prune"] = None
+    summary["prune"] = _metadata_json(program, "prune")
+    choice = _metadata_json(program, "event_activations")
+    summary["event_choice"] = choice if isinstance(choice, dict) else None
     return summary
+
+
+def _metadata_json(program: Program, key: str):
+    """A JSON metadata entry of the image, or None when absent or not JSON."""
+    try:
+        return json.loads(program.metadata.get(key, "null"))
+    except ValueError:
+        return None
 
 
 def _placement(metadata: dict[str, str]) -> dict | None:
@@ -125,7 +132,13 @@ def _sparsity_lines(sparsity: dict | None) -> list[str]:
     """Weight bytes stored against dense, MACs with the stored weights, how activations travel."""
     if not sparsity:
         return []
-    events = "event-based (non-zeros only)" if sparsity["event_activations"] else "dense"
+    layers = len(sparsity["per_layer"])
+    chosen = len(sparsity["event_layers"])
+    option = (sparsity.get("event_choice") or {}).get("option", "?")
+    how = {"auto": "chosen by calibration zeros", "on": "--event-activations"}.get(
+        option, "--no-event-activations"
+    )
+    events = f"events (non-zeros only) from {chosen} of {layers} layers, others packed ({how})"
     return [
         f"weights           {sparsity['weight_bytes_stored']} of "
         f"{sparsity['weight_bytes_dense']} dense bytes stored ({sparsity['csr_kernels']} "

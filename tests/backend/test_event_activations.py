@@ -31,7 +31,7 @@ def test_events_send_only_non_zeros_and_compute_the_same(mode: str) -> None:
     x = _samples(inputs)
     options = dict(mode=mode, prune=0.5, prune_first_last=True)
     events = _image(model, **options, event_activations=True)
-    dense = _image(model, **options)
+    dense = _image(model, **options, event_activations=False)
     event_out, event_stats = interpreter_outputs(events, x)
     dense_out, dense_stats = interpreter_outputs(dense, x)
     np.testing.assert_array_equal(event_out["logits"], dense_out["logits"])
@@ -42,12 +42,12 @@ def test_events_send_only_non_zeros_and_compute_the_same(mode: str) -> None:
     last = sparsity["per_layer"][kernels[-1].layer]
     # the last layer's packets are its non-zero outputs (zero codes dequantise to exactly 0)
     assert last["packets_sent"] == int(np.count_nonzero(event_out["logits"]))
-    assert sparsity["packets_sent"] < sparsity["packets_dense"]
+    assert sparsity["packets_sent"] < sparsity["packets_elements"]
     # hidden ReLU layers: the next layer only walks synaptic rows of non-zero inputs
     assert sparsity["macs_performed"] < dense_stats.sparsity.as_dict()["macs_performed"]
     # run totals count packets sent; the host's input packets are the same in both images
     dense_sparsity = dense_stats.sparsity.as_dict()
-    assert dense_sparsity["packets_sent"] == dense_sparsity["packets_dense"]
+    assert dense_sparsity["packets_sent"] == dense_sparsity["packets_packed"]
     host = dense_stats.packets - dense_sparsity["packets_sent"]
     assert event_stats.packets == host + sparsity["packets_sent"]
 
@@ -80,28 +80,41 @@ def test_inspect_reports_weight_bytes_and_macs_dense_vs_stored() -> None:
     assert summary["prune"]["fraction"] == 0.9
 
 
+def _silenced(image: bytes, poison: bool) -> dict:
+    """Run the float MLP with hidden units 0..31 of the first layer always 0 (weights 0, bias
+    -1, so ReLU gives 0), and with `poison` NaN in the second layer's rows of those inputs."""
+    interpreter = Interpreter(decode_image(image))
+    layers = sorted(
+        {k.layer for _, k in interpreter.kernels},
+        key=lambda name: min(k.order for _, k in interpreter.kernels if k.layer == name),
+    )
+    for params, (_, kernel) in zip(interpreter.params, interpreter.kernels):
+        if kernel.layer == layers[0]:
+            start = kernel.output.box.start[-1]
+            silent = slice(max(0, -start), max(0, 32 - start))
+            params["weight"] = params["weight"].copy()
+            params["weight"][:, silent] = 0.0
+            params["bias"] = params["bias"].copy()
+            params["bias"][silent] = -1.0
+        if kernel.layer == layers[1] and poison:
+            start = kernel.inputs[0].box.start[-1]
+            params["weight"] = params["weight"].copy()
+            params["weight"][max(0, -start) : max(0, 32 - start)] = np.nan
+    x = _samples({"input": np.zeros((1, 64), np.float32)})
+    outputs, _ = interpreter.run({"input": x["input"][:, None]})
+    return outputs
+
+
 def test_an_event_dense_kernel_reads_only_the_synaptic_rows_of_inputs_that_arrived() -> None:
     """Rows of inputs that never arrive hold NaN: events never touch them (output finite and
-    equal to the dense transmission's); dense transmission multiplies them (0 x NaN = NaN)."""
-    model, inputs, _, _ = load_case("mlp")
-    x = _samples(inputs)
-    x["input"][..., :32] = 0.0  # these inputs are zero: no event arrives for them
-    outputs = {}
-    for events in (True, False):
-        interpreter = Interpreter(
-            decode_image(_image(model, mode="float", event_activations=events))
-        )
-        first = interpreter.kernels[0][1].layer
-        for params, (_, kernel) in zip(interpreter.params, interpreter.kernels):
-            if kernel.layer == first:
-                start = kernel.inputs[0].box.start[-1]
-                params["weight"] = params["weight"].copy()
-                params["weight"][max(0, -start) : max(0, 32 - start)] = np.nan
-        outputs[events], _ = interpreter.run({"input": x["input"][:, None]})
-    clean = _image(model, mode="float")
-    expected, _ = interpreter_outputs(clean, x)
-    np.testing.assert_array_equal(outputs[True]["logits"].reshape(8, -1), expected["logits"])
-    assert np.isnan(outputs[False]["logits"]).all()
+    equal to the unpoisoned run); dense transmission multiplies them (0 x NaN = NaN)."""
+    model, _, _, _ = load_case("mlp")
+    events = _image(model, mode="float", event_activations=True)
+    packed = _image(model, mode="float", event_activations=False)
+    expected = _silenced(packed, poison=False)["logits"]
+    assert np.isfinite(expected).all()
+    np.testing.assert_array_equal(_silenced(events, poison=True)["logits"], expected)
+    assert np.isnan(_silenced(packed, poison=True)["logits"]).all()
 
 
 @pytest.mark.parametrize("case", ["conv_pool_dense", "concat_branches"])

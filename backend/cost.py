@@ -14,7 +14,10 @@ kernel on one PE, one inference of the image's batch):
   sends or receives.
 - DMA seconds: bytes of its parameters that live in DRAM / `dram_bytes_per_second`.
 - Packets: its output's packets; link hops: packets x chip-to-chip links its multicast tree uses
-  (walked through the router tables, as the interpreter does).
+  (walked through the router tables, as the interpreter does). A kernel that sends events (one
+  packet per non-zero element, docs/sparsity.md) is counted ceil((1 - z) x elements) packets,
+  z = the zero fraction its layer's output had at calibration (image metadata
+  `event_activations`), or one per element when z was not measured (an upper bound).
 
 Time: a slice's busy time is (MAC-array + ARM cycles) / clock + DMA seconds (the two units are
 not overlapped). Latency is the critical path of one inference through the placed graph: a slice
@@ -37,6 +40,7 @@ spread over its slices, at the chip's published event rate, and its spikes as pa
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -255,7 +259,7 @@ def slice_costs(
     for pe, kernel in kernels:
         macs = mac_count(kernel)
         received = sum(packets_by_key.get(s.key, 0) for p in kernel.inputs for s in p.sources)
-        sent = kernel.output.packet_count
+        sent = packets_by_key[kernel.output.key]
         costs.append(
             SliceCost(
                 layer=kernel.layer,
@@ -288,10 +292,28 @@ def _deliveries(
         for box, (key, _) in zip(io.boxes, io.keys):
             packets[key] = -(-box.size // io.values_per_packet)
             hops[key] = simulate_delivery(index, machine, key, None).hops
+    zeros = calibration_zeros(program)
     for pe, kernel in kernels:
-        packets[kernel.output.key] = kernel.output.packet_count
+        packets[kernel.output.key] = expected_packets(kernel, zeros)
         hops[kernel.output.key] = simulate_delivery(index, machine, kernel.output.key, pe).hops
     return packets, hops
+
+
+def calibration_zeros(program: Program) -> dict[str, float]:
+    """Zero fraction of each layer's output at calibration, as the compiler stored it."""
+    try:
+        record = json.loads(program.metadata.get("event_activations", "{}"))
+    except ValueError:
+        return {}
+    zeros = record.get("zeros_at_calibration", {}) if isinstance(record, dict) else {}
+    return {str(k): float(v) for k, v in zeros.items()} if isinstance(zeros, dict) else {}
+
+
+def expected_packets(kernel: Kernel, zeros: Mapping[str, float]) -> int:
+    """Packets per inference: an event kernel's expected non-zeros, else its key block's."""
+    if "event_zero" not in kernel.attrs or kernel.layer not in zeros:
+        return kernel.output.packet_count
+    return math.ceil((1.0 - zeros[kernel.layer]) * kernel.output.box.size)
 
 
 # -- energy -------------------------------------------------------------------------------------

@@ -400,7 +400,7 @@ def compile_model(
     }
     if options.mode == "snn":
         metadata.update(snn_metadata(options))
-    measured = zeros.zeros if zeros is not None and options.event_activations is None else None
+    measured = zeros.zeros if zeros is not None else None
     event_layers = choose_event_layers(graph, options, measured)
     metadata.update(sparsity_metadata(options, pruning, measured, event_layers))
     status("routing and laying out memory")

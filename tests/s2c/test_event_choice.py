@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from backend.cost import estimate
 from backend.image import decode_image, encode_image
 from s2c.driver import CompileOptions, compile_model
 from s2c.files import write_npz
@@ -87,7 +89,21 @@ def test_options_force_events_everywhere_or_nowhere(tmp_path: Path) -> None:
         assert {k.output.values_per_packet for k in kernels} == per_packet
         record = json.loads(program.metadata["event_activations"])
         assert record["option"] == ("on" if forced else "off")
-        assert record["zeros_at_calibration"] == {}
+        assert len(record["layers"]) == (2 if forced else 0)
+
+
+def test_cost_model_counts_an_event_layer_by_its_calibration_zeros(tmp_path: Path) -> None:
+    model, samples, hidden = _model()
+    calib = tmp_path / "calib.npz"
+    write_npz(calib, {"x": samples})
+    expected_sent = math.ceil(np.count_nonzero(hidden) / hidden.size * 64)  # one per non-zero
+    for forced, hidden_packets in ((None, expected_sent), (True, expected_sent), (False, 4)):
+        program, image = _compile(model, calib, event_activations=forced)
+        layers = {
+            layer["name"]: layer for layer in estimate(decode_image(image)).as_dict()["layers"]
+        }
+        dense = [k.layer for pe in program.pes for k in pe.kernels if k.opcode == "dense"]
+        assert layers[dense[0]]["packets"] == hidden_packets
 
 
 def test_without_calibration_data_every_float_layer_stays_packed() -> None:

@@ -138,7 +138,13 @@ def _sparsity_lines(sparsity: dict | None) -> list[str]:
     how = {"auto": "chosen by calibration zeros", "on": "--event-activations"}.get(
         option, "--no-event-activations"
     )
-    events = f"events (non-zeros only) from {chosen} of {layers} layers, others packed ({how})"
+    if chosen == 0:
+        events = f"packed from all {layers} layers ({how})"
+    elif chosen == layers:
+        events = f"events (non-zeros only) from all {layers} layers ({how})"
+    else:
+        events = f"events (non-zeros only) from {chosen} of {layers} layers, packed from the rest"
+        events += f" ({how})"
     return [
         f"weights           {sparsity['weight_bytes_stored']} of "
         f"{sparsity['weight_bytes_dense']} dense bytes stored ({sparsity['csr_kernels']} "

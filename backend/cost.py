@@ -17,7 +17,8 @@ kernel on one PE, one inference of the image's batch):
   (walked through the router tables, as the interpreter does). A kernel that sends events (one
   packet per non-zero element, docs/sparsity.md) is counted ceil((1 - z) x elements) packets,
   z = the zero fraction its layer's output had at calibration (image metadata
-  `event_activations`), or one per element when z was not measured (an upper bound).
+  `event_activations`), or one per element when z was not measured (an upper bound); a kernel
+  whose first input comes as events does its MACs x (1 - z) of the producing layer.
 
 Time: a slice's busy time is (MAC-array + ARM cycles) / clock + DMA seconds (the two units are
 not overlapped). Latency is the critical path of one inference through the placed graph: a slice
@@ -255,9 +256,11 @@ def slice_costs(
     """The cost of every kernel's firing; `kernels` in firing order (`kernels_in_order`)."""
     spec = machine.chip_spec
     packets_by_key, hops_by_key = _deliveries(program, machine, kernels)
+    zeros = calibration_zeros(program)
+    producer = {kernel.output.key: kernel.layer for _, kernel in kernels}
     costs = []
     for pe, kernel in kernels:
-        macs = mac_count(kernel)
+        macs = expected_macs(kernel, zeros, producer)
         received = sum(packets_by_key.get(s.key, 0) for p in kernel.inputs for s in p.sources)
         sent = packets_by_key[kernel.output.key]
         costs.append(
@@ -314,6 +317,19 @@ def expected_packets(kernel: Kernel, zeros: Mapping[str, float]) -> int:
     if "event_zero" not in kernel.attrs or kernel.layer not in zeros:
         return kernel.output.packet_count
     return math.ceil((1.0 - zeros[kernel.layer]) * kernel.output.box.size)
+
+
+def expected_macs(kernel: Kernel, zeros: Mapping[str, float], producer: Mapping[int, str]) -> int:
+    """MACs with the stored weights; a kernel whose first input comes as events processes only
+    the inputs that arrive: x (1 - z), z = its producing layer's zeros at calibration."""
+    macs = mac_count(kernel)
+    if "event_input_zeros" not in kernel.attrs or not kernel.inputs:
+        return macs
+    layers = {producer.get(source.key, "") for source in kernel.inputs[0].sources}
+    measured = [zeros[layer] for layer in layers if layer in zeros]
+    if len(measured) != 1:
+        return macs
+    return round(macs * (1.0 - measured[0]))
 
 
 # -- energy -------------------------------------------------------------------------------------

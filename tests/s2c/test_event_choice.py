@@ -104,6 +104,9 @@ def test_cost_model_counts_an_event_layer_by_its_calibration_zeros(tmp_path: Pat
         }
         dense = [k.layer for pe in program.pes for k in pe.kernels if k.opcode == "dense"]
         assert layers[dense[0]]["packets"] == hidden_packets
+        # the logits layer processes only the hidden inputs that arrive when they come as events
+        arrived = np.count_nonzero(hidden) / hidden.size if forced is not False else 1.0
+        assert layers[dense[1]]["macs"] == round(64 * 10 * arrived)
 
 
 def test_without_calibration_data_every_float_layer_stays_packed() -> None:

@@ -39,7 +39,7 @@ def _output(node, x: np.ndarray) -> np.ndarray:
 
 def test_refit_of_a_dense_layer_is_the_least_squares_fit_of_its_unpruned_output() -> None:
     graph = load_onnx(MLP)
-    samples = {"input": np.random.default_rng(3).standard_normal((300, 1, 64)).astype("float32")}
+    samples = {"input": np.random.default_rng(3).standard_normal((160, 1, 64)).astype("float32")}
     middle = weighted_layers(graph)[1]
     x, unpruned = _inputs_and_outputs(graph, middle, samples)
     Prune(0.7, calibration=samples, correction="refit").run(graph)

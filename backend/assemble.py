@@ -34,6 +34,7 @@ from backend.program import (
     Program,
     TensorRef,
 )
+from backend.recurrent import RECURRENT_OPCODES, step_values_per_packet
 from backend.route import Flow, route_flows
 
 PAYLOAD_BYTES = 16  # 128-bit multicast payload (SPINNAKER2.md, packets)
@@ -48,6 +49,18 @@ def values_per_packet(dtype: str, mode: str = "float", events: bool = False) -> 
     if (mode == "snn" and dtype == "bool") or events:
         return 1
     return PAYLOAD_BYTES // np.dtype(dtype).itemsize
+
+
+def _sender_values(
+    partition: Partition, index: int | None, tensor: int, box: Box, mode: str, events: bool
+) -> int:
+    """Values per packet of a sender; a recurrent slice sends each step in whole packets."""
+    capacity = values_per_packet(
+        partition.tensors[tensor].dtype, mode, events and index is not None
+    )
+    if index is None or partition.slices[index].spec.opcode not in RECURRENT_OPCODES:
+        return capacity
+    return step_values_per_packet(box, capacity)
 
 
 @dataclass(frozen=True)
@@ -69,11 +82,7 @@ def _senders(partition: Partition, mode: str = "float", events: bool = False) ->
     for s in partition.slices:
         boxes.append((s.index, s.output, s.spec.out_box))
     counts = [
-        -(
-            -box.size
-            // values_per_packet(partition.tensors[t].dtype, mode, events and i is not None)
-        )
-        for i, t, box in boxes
+        -(-box.size // _sender_values(partition, i, t, box, mode, events)) for i, t, box in boxes
     ]
     keys = allocate_keys(counts)
     return [Sender(i, t, b, k, m) for (i, t, b), (k, m) in zip(boxes, keys)]
@@ -161,7 +170,7 @@ def _kernel(
         out_address,
         sender_of.key,
         sender_of.mask,
-        values_per_packet(out_dtype, mode, events),
+        _sender_values(partition, s.index, s.output, spec.out_box, mode, events),
     )
     params, blocks = [], []
     for role, array in spec.params:

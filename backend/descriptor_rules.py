@@ -24,6 +24,7 @@ import numpy as np
 
 from backend.descriptor_fields import COORDINATE_LIMIT, INT8_RANGE, Descriptor
 from backend.kernels import reshape_sources
+from backend.recurrent import RECURRENT_OPCODES, check_recurrent
 from backend.sparse_weights import SPARSE_ROLES
 from backend.spiking import SPIKING_OPCODES
 from ir.activations import check_activation
@@ -482,6 +483,7 @@ CHECKS: dict[str, Callable[[Descriptor], None]] = {
     "slice": _check_slice,
     "lookup": _check_lookup,
     "whole": _check_whole,
+    **{op: check_recurrent for op in RECURRENT_OPCODES},
     **{op: _check_elementwise for op in ELEMENTWISE_OPS},
     **{op: _check_spiking for op in SPIKING_OPCODES},
 }

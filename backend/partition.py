@@ -421,6 +421,7 @@ class _Builder:
         node = layer.node
         output = self.tensor(node.outputs[0])
         operand_tensors = [-1 if v.is_constant else self.tensor(v) for v in node.inputs]
+        operand_tensors.append(output)  # a recurrent slice's state port reads the layer's result
         if plan.parts > 1 and layer.spiking is not None:
             raise UnsupportedError(
                 f"'{node.name}' ({node.op}): needs partial sums over input channels to fit a "

@@ -6,7 +6,9 @@ steps on the seeded synthetic task of `golden.recurrent` (so their logits carry 
 accuracy on held-out sequences is written to case.json), then exported with
 `torch.onnx.export(opset 17, dynamo=False)`. The variant cases are single GRU/LSTM nodes built
 with onnx.helper from seeded weights: a bidirectional GRU whose initial_h is a graph input, and
-a reverse LSTM with constant initial_h / initial_c, peepholes and all three outputs.
+a reverse LSTM with constant initial_h / initial_c, peepholes and all three outputs. The cell
+loops are Python loops over nn.GRUCell / nn.LSTMCell (seeded, untrained), which the tracer
+exports unrolled, with no Scan or Loop.
 
 For every case onnxruntime (graph optimisations off) runs the stored inputs; its outputs are
 checked against onnx's float64 reference evaluator to a tenth of the case's tolerances before
@@ -34,6 +36,7 @@ from golden import recurrent as task
 from golden.make_golden import check_float64, npz_bytes
 
 SEED = 801
+CELL_LOOP_STEPS = 6
 TRAIN_STEPS, TRAIN_BATCH, HELD_OUT = 300, 64, 500
 WHY = (
     "fp32 like onnxruntime, with {k}-term dot products per gate over {t} dependent steps; "
@@ -88,6 +91,48 @@ def trained_classifier(kind: str) -> tuple[onnx.ModelProto, float]:
         input_names=["input"], output_names=["logits"],
     )  # fmt: skip
     return onnx.load_from_string(buffer.getvalue()), accuracy
+
+
+def _cell_loop(kind: str):
+    import torch
+    from torch import nn
+
+    class CellLoop(nn.Module):
+        """h (and c) from zeros, one cell call per step, then the head on the last h."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            layer = nn.GRUCell if kind == "gru" else nn.LSTMCell
+            self.cell = layer(task.FEATURES, task.HIDDEN)
+            self.head = nn.Linear(task.HIDDEN, task.CLASSES)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.zeros(1, task.HIDDEN)
+            c = torch.zeros(1, task.HIDDEN)
+            for t in range(CELL_LOOP_STEPS):
+                if kind == "gru":
+                    h = self.cell(x[:, t], h)
+                else:
+                    h, c = self.cell(x[:, t], (h, c))
+            return self.head(h)
+
+    return CellLoop()
+
+
+def cell_loop(kind: str) -> onnx.ModelProto:
+    """A seeded, untrained loop over a GRU/LSTM cell, exported unrolled by the tracer: the case
+    checks that the unrolled Gemm/Split/Sigmoid/Tanh/Mul/Add chain compiles and matches."""
+    import torch
+
+    torch.manual_seed(SEED + 4)
+    model = _cell_loop(kind).eval()
+    example = torch.from_numpy(task.task_sequences(1, seed=SEED + 3)[0][:, :CELL_LOOP_STEPS])
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        model, (example,), buffer, opset_version=17, dynamo=False,
+        input_names=["input"], output_names=["logits"],
+    )  # fmt: skip
+    return onnx.load_from_string(buffer.getvalue())
 
 
 def _variant_model(kind: str) -> onnx.ModelProto:
@@ -148,6 +193,9 @@ def build(name: str) -> tuple[onnx.ModelProto, cases.Arrays, dict]:
         x, _ = task.task_sequences(1, seed=SEED + 2)
         extra = {"held_out_accuracy": accuracy, "train_steps": TRAIN_STEPS, "seed": SEED}
         return model, {"input": x}, extra
+    if name in task.UNROLLED:
+        x, _ = task.task_sequences(1, seed=SEED + 2)
+        return cell_loop(kind), {"input": x[:, :CELL_LOOP_STEPS]}, {"seed": SEED + 4}
     model = _variant_model(kind)
     return model, _variant_inputs(model), {"seed": SEED}
 

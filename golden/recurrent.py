@@ -24,7 +24,9 @@ NOISE = 2.5
 # Classifiers exported from torch, then onnx.helper cases of directions and states.
 CLASSIFIERS = ("gru_classifier", "lstm_classifier")
 VARIANTS = ("gru_bidirectional", "lstm_reverse_states")
-RECURRENT_CASES = CLASSIFIERS + VARIANTS
+# Python loops over nn.GRUCell / nn.LSTMCell, exported unrolled (no Scan or Loop).
+UNROLLED = ("gru_cell_loop", "lstm_cell_loop")
+RECURRENT_CASES = CLASSIFIERS + VARIANTS + UNROLLED
 
 
 def task_sequences(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,7 @@ output is the cell sequence is one slice and keeps h in its own SRAM).
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -31,6 +32,7 @@ import numpy as np
 from backend.descriptor_fields import Descriptor
 from backend.program import Box, Kernel
 from backend.slicing import Layer, SliceSpec
+from ir.graph import Graph
 
 RECURRENT_OPCODES = ("gru", "lstm")
 MATRIX_ROLES = ("w", "r", "reset_w", "reset_r")
@@ -116,6 +118,26 @@ def recurrent_macs(kernel: Kernel) -> int:
 def packets_per_step(out_box: Box, values_per_packet: int) -> int:
     """Packets a recurrent slice sends at each step."""
     return math.prod(out_box.shape[1:]) // values_per_packet
+
+
+def sequence_axes(graph: Graph) -> dict[str, str]:
+    """The `sequence_axes` METADATA entry: graph input -> [[axis, length, layer], ...] for each
+    input axis that is a recurrent layer's time axis (reached through transposes only), so that
+    `s2c run` can say which axis has the wrong length. Empty when there is none."""
+    found: dict[str, list] = {}
+    producers = {id(out): node for node in graph.nodes for out in node.outputs}
+    inputs = {id(value) for value in graph.inputs}
+    for node in graph.nodes:
+        if node.op not in RECURRENT_OPCODES:
+            continue
+        value, axis = node.inputs[0], 0
+        while id(value) in producers and producers[id(value)].op == "transpose":
+            transpose = producers[id(value)]
+            value, axis = transpose.inputs[0], transpose.attrs["perm"][axis]
+        if id(value) in inputs:
+            entry = [axis, value.type.shape[axis], node.name]
+            found.setdefault(value.name, []).append(entry)
+    return {"sequence_axes": json.dumps(found, sort_keys=True)} if found else {}
 
 
 # -- descriptor rule ----------------------------------------------------------------------------

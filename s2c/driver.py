@@ -30,6 +30,7 @@ from backend.place_cpsat import (
 )
 from backend.placement.traffic import slice_traffic
 from backend.program import PECoord, Program
+from backend.recurrent import sequence_axes
 from backend.topology import BOARD_CHIPS
 from ir.errors import InputError, ResourceError, UnsupportedError
 from ir.graph import Graph
@@ -330,6 +331,7 @@ def compile_model(
     if options.mode == "snn":
         metadata.update(snn_metadata(options))
     metadata.update(sparsity_metadata(options, pruning))
+    metadata.update(sequence_axes(graph))
     status("routing and laying out memory")
     program = assemble(parts, placement, machine, options.mode, metadata, options.event_activations)
     outcome.report.figures["router_entries_max"] = max(

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.descriptor_fields import Descriptor
+from backend.descriptor_fields import INT8_RANGE, Descriptor, is_scale
 from backend.program import Box, Kernel
 from backend.slicing import Layer, SliceSpec
 from ir.graph import Graph
@@ -54,46 +54,83 @@ def _constant(layer: Layer, index: int) -> np.ndarray | None:
     return value.constant_data.astype(np.float32) if value.is_constant else None
 
 
+def _matrix(layer: Layer, index: int, gates: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """w or r as [G, H, columns], with its int8 row scales as [G, H] (None in float)."""
+    value = layer.node.inputs[index]
+    hidden = layer.attrs["hidden_size"]
+    matrix = value.constant_data.reshape(gates, hidden, -1)
+    if value.type.dtype != "int8":
+        return matrix.astype(np.float32), None
+    assert value.type.quant is not None
+    scales = np.asarray(value.type.quant.scale, np.float32).reshape(gates, hidden)
+    return matrix, scales
+
+
+def _weights(layer: Layer, units: slice) -> list[tuple[str, np.ndarray]]:
+    """w, r (with row scales in int8), b and, for a GRU with linear_before_reset = 0, the
+    whole reset gate's reset_w, reset_r, reset_b."""
+    op, gates, hidden = layer.op, GATES[layer.op], layer.attrs["hidden_size"]
+    params: list[tuple[str, np.ndarray]] = []
+    reset = op == "gru" and not layer.attrs["linear_before_reset"]
+    for role, index in (("w", 1), ("r", 2)):
+        matrix, scales = _matrix(layer, index, gates)
+        params.append((role, matrix[:, units]))
+        params += [(f"{role}_scale", scales[:, units])] if scales is not None else []
+        if reset:
+            params.append((f"reset_{role}", matrix[1]))
+            params += [(f"reset_{role}_scale", scales[1])] if scales is not None else []
+    b = _constant(layer, 3)
+    assert b is not None  # the frontend makes it constant
+    params.append(("b", b.reshape(2, gates, hidden)[:, :, units]))
+    if reset:
+        params.append(("reset_b", b.reshape(2, gates, hidden)[:, 1]))
+    return params
+
+
+def _quantisation(layer: Layer, index: int, name: str) -> dict[str, Any]:
+    """`<name>_scale` and `<name>_zero_point` of an int8 activation (operand or result)."""
+    value = layer.node.outputs[0] if index < 0 else layer.node.inputs[index]
+    quant = value.type.quant
+    if value.type.dtype != "int8" or quant is None:
+        return {}
+    return {f"{name}_scale": float(quant.scale[0]), f"{name}_zero_point": int(quant.zero_point[0])}
+
+
 def recurrent_slice(layer: Layer, out_box: Box) -> SliceSpec:
     """The slice computing hidden units [out_box.start[2], out_box.stop[2]) of every step."""
     op, attrs = layer.op, layer.attrs
-    gates, hidden = GATES[op], attrs["hidden_size"]
     u0, u1 = out_box.start[2], out_box.stop[2]
-    w, r, b = (_constant(layer, i) for i in (1, 2, 3))
-    assert w is not None and r is not None and b is not None  # the frontend makes them constant
     units = slice(u0, u1)
-    params: list[tuple[str, np.ndarray]] = [
-        ("w", w.reshape(gates, hidden, -1)[:, units]),
-        ("r", r.reshape(gates, hidden, hidden)[:, units]),
-        ("b", b.reshape(2, gates, hidden)[:, :, units]),
-    ]
-    x_shape = layer.in_shape(0)
-    inputs = [(0, Box.full(x_shape))]
-    kernel_attrs: dict[str, Any] = {"hidden_size": hidden, "reverse": attrs["reverse"]}
+    params = _weights(layer, units)
+    inputs = [(0, Box.full(layer.in_shape(0)))]
+    kernel_attrs: dict[str, Any] = {
+        "hidden_size": attrs["hidden_size"],
+        "reverse": attrs["reverse"],
+    }
+    if layer.node.outputs[0].type.dtype == "int8":
+        kernel_attrs.update(int8=1, **_quantisation(layer, 0, "input"))
+        kernel_attrs.update(_quantisation(layer, -1, "output"))
     h0 = _constant(layer, 4)
     if h0 is None:
         inputs.append((4, Box.full(layer.in_shape(4))))
+        kernel_attrs.update(_quantisation(layer, 4, "initial_h"))
     else:
         params.append(("initial_h", h0))
     kernel_attrs["initial_h_port"] = int(h0 is None)
     if op == "gru":
         kernel_attrs["linear_before_reset"] = attrs["linear_before_reset"]
-        if not attrs["linear_before_reset"]:
-            params += [
-                ("reset_w", w.reshape(gates, hidden, -1)[1]),
-                ("reset_r", r.reshape(gates, hidden, hidden)[1]),
-                ("reset_b", b.reshape(2, gates, hidden)[:, 1]),
-            ]
     else:
         kernel_attrs.update(input_forget=attrs["input_forget"], output=attrs["output"])
         c0 = _constant(layer, 5)
         if c0 is None:
-            batch = layer.in_shape(5)[0]
-            inputs.append((5, Box((0, u0), (batch, u1))))
+            inputs.append((5, Box((0, u0), (layer.in_shape(5)[0], u1))))
+            kernel_attrs.update(_quantisation(layer, 5, "initial_c"))
         else:
             params.append(("initial_c", c0[:, units]))
         kernel_attrs["initial_c_port"] = int(c0 is None)
-        params.append(("p", _constant(layer, 6).reshape(3, hidden)[:, units]))  # type: ignore[union-attr]
+        peepholes = _constant(layer, 6)
+        assert peepholes is not None  # the frontend makes it constant
+        params.append(("p", peepholes.reshape(3, -1)[:, units]))
     kernel_attrs["exchange"] = int(exchanges_state(layer))
     if kernel_attrs["exchange"]:
         inputs.append((len(layer.node.inputs), Box.full(layer.out_shape)))  # its own result
@@ -147,27 +184,63 @@ def check_recurrent(d: Descriptor) -> None:
     state port y[T, B, H] when `exchange` = 1 (required but for an LSTM cell output, whose
     slice holds every unit); parameters w[G, U, I], r[G, U, H], b[2, G, U] (p[3, U]; reset_w,
     reset_r, reset_b for a GRU with linear_before_reset = 0); output box [T, B, u0:u1], each
-    step's row in whole packets."""
+    step's row in whole packets. int8 (`int8` = 1): int8 ports and output, int8 matrices with
+    float32 row scales `<role>_scale`, and the scale and zero point of x, the output and each
+    state port."""
     hidden = d.int_attr("hidden_size", 1, 1 << 20)
     d.int_attr("reverse", 0, 1)
     if len(d.out_shape) != 3 or d.kernel.output.box.stop[2] > hidden:
         d.fail("output box", d.kernel.output.box, f"must be [T, B, units] of {hidden} units")
     steps, batch, units = d.out_shape
     features = _check_ports(d, hidden)
-    if d.opcode == "gru":
-        _check_gru_params(d, hidden, features)
-    else:
-        _check_lstm_params(d, hidden)
+    int8 = _check_numerics(d)
     gates = GATES[d.opcode]
-    d.param("w", "float32", (gates, units, features))
-    d.param("r", "float32", (gates, units, hidden))
-    d.param("b", "float32", (2, gates, units))
-    if not d.attr("initial_h_port"):
-        d.param("initial_h", "float32", (batch, hidden))
+    matrices: dict[str, tuple[int, ...]] = {
+        "w": (gates, units, features),
+        "r": (gates, units, hidden),
+    }
+    if d.opcode == "gru" and not d.int_attr("linear_before_reset", 0, 1):
+        matrices.update(reset_w=(hidden, features), reset_r=(hidden, hidden))
+        d.param("reset_b", "float32", (2, hidden))
+    vectors: dict[str, tuple[int, ...]] = {"b": (2, gates, units)}
+    if d.opcode == "lstm":
+        d.int_attr("input_forget", 0, 1)
+        vectors["p"] = (3, units)
+    optional: dict[str, tuple[int, ...]] = {
+        "initial_h": (batch, hidden),
+        "initial_c": (batch, units),
+    }
+    required = [*matrices, *vectors, *(["reset_b"] if "reset_w" in matrices else [])]
+    required += [f"{role}_scale" for role in matrices] if int8 else []
+    d.roles(required, [n for n in optional if n == "initial_h" or d.opcode == "lstm"])
+    for role, shape in matrices.items():
+        d.param(role, "int8" if int8 else "float32", shape)
+        if int8:
+            d.param(f"{role}_scale", "float32", shape[:-1])
+    for role, shape in vectors.items():
+        d.param(role, "float32", shape)
+    for role, shape in optional.items():
+        if not d.attr(f"{role}_port", 0) and (role == "initial_h" or d.opcode == "lstm"):
+            d.param(role, "float32", shape)
     values = d.kernel.output.values_per_packet
     if (batch * units) % values:
         d.fail("values per packet", values, f"must divide a step's B * U = {batch * units}")
     d.work(steps * batch * gates * hidden, "gate pre-activations")
+
+
+def _check_numerics(d: Descriptor) -> bool:
+    """float32 ports and output, or int8 with the scale and zero point of each; True for int8."""
+    int8 = bool(d.int_attr("int8", 0, 1, default=0))
+    d.dtypes("int8" if int8 else "float32", "int8" if int8 else "float32")
+    if not int8:
+        return False
+    names = ["input", "output"] + [n for n in ("initial_h", "initial_c") if d.attr(f"{n}_port", 0)]
+    for name in names:
+        scale = d.float_attr(f"{name}_scale")
+        if not is_scale(scale):
+            d.fail(f"attribute '{name}_scale'", scale, "must be a positive normal float32")
+        d.int_attr(f"{name}_zero_point", *INT8_RANGE)
+    return True
 
 
 def _check_ports(d: Descriptor, hidden: int) -> int:
@@ -197,22 +270,3 @@ def _check_ports(d: Descriptor, hidden: int) -> int:
         if port.box != box:
             d.fail(f"input {number} box", port.box, f"must be {box}")
     return x[2]
-
-
-def _check_gru_params(d: Descriptor, hidden: int, features: int) -> None:
-    linear_before_reset = d.int_attr("linear_before_reset", 0, 1)
-    reset = [] if linear_before_reset else ["reset_w", "reset_r", "reset_b"]
-    d.roles(["w", "r", "b", *reset], ["initial_h"])
-    if reset:
-        d.param("reset_w", "float32", (hidden, features))
-        d.param("reset_r", "float32", (hidden, hidden))
-        d.param("reset_b", "float32", (2, hidden))
-
-
-def _check_lstm_params(d: Descriptor, hidden: int) -> None:
-    _, batch, units = d.out_shape
-    d.int_attr("input_forget", 0, 1)
-    d.roles(["w", "r", "b", "p"], ["initial_h", "initial_c"])
-    d.param("p", "float32", (3, units))
-    if not d.attr("initial_c_port"):
-        d.param("initial_c", "float32", (batch, units))

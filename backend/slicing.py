@@ -136,10 +136,10 @@ def slice_layer(
     """
     if in_channels is not None:
         spec = _partial_rule(layer, out_box, in_channels)
-    elif layer.op in ("gru", "lstm"):
+    elif layer.op in ("gru", "lstm"):  # float or int8: the rule makes both
         from backend.recurrent import recurrent_slice
 
-        spec = recurrent_slice(layer, out_box)
+        return recurrent_slice(layer, out_box)
     else:
         spec = _RULES.get(layer.op, _whole_inputs)(layer, out_box)
     if layer.node.outputs[0].type.dtype == "int8":

@@ -150,6 +150,8 @@ def _state_output(
 
 
 def _lower(ctx: NodeContext) -> list[Result]:
+    if ctx.opset < 7:
+        ctx.unsupported(f"{ctx.op_type} before opset 7 (output_sequence) is not supported")
     direction_name = ctx.attr("direction", "forward")
     if direction_name not in DIRECTIONS:
         ctx.unsupported(f"direction={direction_name!r} is not forward, reverse or bidirectional")

@@ -7,14 +7,17 @@ import dataclasses
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 import s2c.driver
 from backend.image import decode_image, encode_image
 from backend.interpreter import Interpreter
-from backend.partition import partition
+from backend.partition import Partition, Slice, TensorInfo, partition, prune_unread_slices
 from backend.program import Box, Kernel, Program
 from backend.recurrent import step_values_per_packet
+from backend.slicing import SliceSpec
 from golden.recurrent import load_recurrent_case
 from ir.errors import InputError
 from s2c.driver import CompileOptions, compile_model
@@ -103,3 +106,58 @@ def test_a_hostile_recurrent_descriptor_is_refused_in_one_line(edit, words, monk
     assert "\n" not in message and "(gru" in message, message
     for word in words:
         assert word in message, message
+
+
+def test_every_slice_stays_when_consumers_read_only_some_units():
+    """Units 2..3 reach no consumer, but their slice feeds the state of units 0..1."""
+    full = Box((0, 0, 0), (4, 1, 4))
+    parts = Partition(
+        tensors={
+            0: TensorInfo(0, "x", (4, 1, 3), "float32"),
+            1: TensorInfo(1, "h", (4, 1, 4), "float32"),
+            2: TensorInfo(2, "y", (4, 1, 2), "float32"),
+        },
+        graph_outputs=[("y", 2)],
+    )
+    x = (0, Box((0, 0, 0), (4, 1, 3)))
+    for index, units in enumerate(((0, 2), (2, 4))):
+        box = Box((0, 0, units[0]), (4, 1, units[1]))
+        spec = SliceSpec("gru", {}, box, [x, (5, full)])
+        parts.slices.append(Slice(index, "gru", 0, spec, 1, [0, 1], 0))
+    consumer = SliceSpec("slice", {}, Box((0, 0, 0), (4, 1, 2)), [(0, Box((0, 0, 0), (4, 1, 2)))])
+    parts.slices.append(Slice(2, "slice", 1, consumer, 2, [1], 0))
+    kept = prune_unread_slices(parts).slices
+    assert [s.layer for s in kept] == ["gru", "gru", "slice"]
+
+
+def test_a_batch_of_two_through_sliced_lstm_layers_matches_onnxruntime(monkeypatch):
+    """Batch 2, bidirectional, 6 units cut into slices: rows of B x U values per step."""
+    rng = np.random.default_rng(12)
+    steps, batch, features, hidden = 5, 2, 3, 6
+    weights = {
+        "W": rng.normal(0, 0.5, (2, 4 * hidden, features)),
+        "R": rng.normal(0, 0.5, (2, 4 * hidden, hidden)),
+        "B": rng.normal(0, 0.5, (2, 8 * hidden)),
+    }
+    node = helper.make_node(
+        "LSTM", ["x", "W", "R", "B"], ["Y", "Y_h"], hidden_size=hidden, direction="bidirectional"
+    )
+    graph = helper.make_graph(
+        [node],
+        "batch_two",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [steps, batch, features])],
+        [
+            helper.make_tensor_value_info("Y", TensorProto.FLOAT, [steps, 2, batch, hidden]),
+            helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [2, batch, hidden]),
+        ],
+        [numpy_helper.from_array(a.astype(np.float32), n) for n, a in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    inputs = {"x": rng.normal(0, 1, (steps, batch, features)).astype(np.float32)}
+    monkeypatch.setattr(s2c.driver, "partition", lambda g, _b, *a: partition(g, 1600, *a))
+    result = compile_model(model, CompileOptions(mode="float", machine="chip"), emit=lambda t: None)
+    assert len(recurrent_kernels(result.program)) > 2
+    outputs, _ = interpreter_outputs(encode_image(result.program), inputs)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for name, expected in zip(("Y", "Y_h"), session.run(None, inputs)):
+        np.testing.assert_allclose(outputs[name], expected, rtol=1e-5, atol=1e-6, err_msg=name)

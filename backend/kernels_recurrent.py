@@ -21,9 +21,11 @@ int8 (docs/numerics.md): x_t and the exchanged h_{t-1} are int8 codes; the MAC a
 acc = sum (x - z_x) w_q and sum (h - z_y) r_q exactly (int32), the ARM core scales them by
 s_x * s_w[row] and s_y * s_r[row] in floating point, adds the float biases and computes the gates
 in fp32 as above; H_t is quantised to the output's (s_y, z_y) (ONNX QuantizeLinear) and sent, so
-the state the next step reads is the int8 code. The LSTM cell state stays fp32 in the PE. Two
-products are not int8 x int8: a GRU's (r_all (.) h) R_h^T with linear_before_reset = 0, and an
-LSTM cell-output slice's h R^T (h kept locally in fp32): fp32 activations times the int8 rows.
+the state the next step reads is the int8 code. The LSTM cell state stays fp32 in the PE. Three
+products are fp32 activations times the int8 rows instead of int8 x int8: the first step's
+h_{-1} R^T (the initial state in fp32, which the output's range could clip), a GRU's
+(r_all (.) h) R_h^T with linear_before_reset = 0, and an LSTM cell-output slice's h R^T (h kept
+locally in fp32).
 
 `run_layer` steps all slices of a layer together: at each step every slice computes its rows,
 then the packets of that step (row t of each slice's output box) are delivered to the state
@@ -94,10 +96,8 @@ class RecurrentSlice:
             port = self.attrs["initial_c_port"]
             c0 = self._real(ports[position], "initial_c") if port else self.params["initial_c"]
             self.cell = np.broadcast_to(c0, (samples, *c0.shape[-2:])).astype(ACCUMULATE)
-        h0 = np.broadcast_to(h0, (samples, *h0.shape[-2:])).astype(np.float32)
-        if self.int8 and self.attrs["exchange"]:  # the state travels as output codes
-            return quantise(h0, self.attrs["output_scale"], int(self.attrs["output_zero_point"]))
-        return h0
+        # fp32 even in int8: quantised to the output's range, a large initial state would clip
+        return np.broadcast_to(h0, (samples, *h0.shape[-2:])).astype(np.float32)
 
     def step(self, t: int, h: np.ndarray) -> np.ndarray:
         """This slice's rows of step t: the new hidden (or cell) state [S, B, U]."""
@@ -180,8 +180,9 @@ def run_layer(
 
 
 def _received(previous: np.ndarray, outputs: dict, copies: Copies, t: int) -> np.ndarray:
-    """h_t[S, B, H] as the state port holds it after step t's packets arrived."""
-    state = previous.copy()
+    """h_t[S, B, H] as the state port holds it after step t's packets arrived (the interpreter
+    checked at load that the senders' boxes cover the port's box exactly once)."""
+    state = np.empty(previous.shape, next(iter(outputs.values())).dtype)
     for key, target, source in copies:
         state[(slice(None), *target[1:])] = outputs[key][(slice(None), t, *source[1:])]
     return state

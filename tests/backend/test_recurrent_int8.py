@@ -6,16 +6,19 @@ so), on seeded task sequences: the figures of benchmarks/recurrent.py on fewer i
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 
 import s2c.driver
-from backend.image import encode_image
+from backend.image import decode_image, encode_image
+from backend.interpreter import Interpreter
 from backend.partition import partition
 from golden.recurrent import GOLDEN_DIR, task_sequences
-from ir.errors import UnsupportedError
+from ir.errors import InputError, UnsupportedError
 from s2c.driver import CompileOptions, compile_model
 from s2c.export import export_onnx
 from s2c.validate import interpreter_outputs
@@ -80,3 +83,37 @@ def test_float_export_writes_onnx_gru_nodes():
     names = [o.name for o in session.get_outputs()]
     for name, value in zip(names, session.run(None, inputs)):
         np.testing.assert_allclose(value, expected[name], rtol=1e-5, atol=1e-6)
+
+
+def test_int8_bidirectional_gru_with_an_initial_state_input_follows_fp32(tmp_path):
+    """initial_h arrives as int8 codes of its own scale, is dequantised and used in fp32 at the
+    first step; later steps read the exchanged int8 output codes."""
+    model = onnx.load(GOLDEN_DIR / "gru_bidirectional" / "model.onnx")
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (40, 6, 1, 8)).astype(np.float32)
+    h = (rng.normal(0, 1, (40, 2, 1, 10)) * 0.3).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x[:32], initial_h=h[:32])
+    options = CompileOptions(mode="int8", calib=str(tmp_path / "calib.npz"), machine="chip")
+    result = compile_model(model, options, emit=lambda t: None, warn=lambda t: None)
+    image = encode_image(result.program)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for i in range(32, 36):
+        outputs, _ = interpreter_outputs(image, {"x": x[i], "initial_h": h[i]})
+        (expected, _) = session.run(None, {"x": x[i], "initial_h": h[i]})
+        # Y lies in (-1, 1) with a scale near 2/255: int8 inputs, weights and state over 6
+        # steps stay within a few LSB (0.02 measured); a wrong scale or port is of order 0.5.
+        np.testing.assert_allclose(outputs["Y"], expected, atol=0.05)
+
+
+def test_an_int8_recurrent_descriptor_with_float_weights_is_refused(calibration):
+    program = decode_image(encode_image(int8_result(calibration).program))
+    for pe in program.pes:
+        for index, kernel in enumerate(pe.kernels):
+            if kernel.opcode == "gru":
+                params = tuple(
+                    dataclasses.replace(p, dtype="float32") if p.role == "w" else p
+                    for p in kernel.params
+                )
+                pe.kernels[index] = dataclasses.replace(kernel, params=params)
+    with pytest.raises(InputError, match="parameter 'w' dtype = 'float32': must be int8"):
+        Interpreter(program)

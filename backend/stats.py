@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from backend.program import Kernel
-from backend.recurrent import RECURRENT_OPCODES, recurrent_macs
+from backend.recurrent import MATRIX_ROLES, RECURRENT_OPCODES, recurrent_macs
 from backend.sparse_weights import SPARSE_ROLES
 
 WEIGHT_OPCODES = ("conv", "dense")
@@ -54,7 +54,11 @@ def mac_count(kernel: Kernel) -> int:
 
 
 def weight_bytes(kernel: Kernel) -> tuple[int, int]:
-    """(dense bytes, stored bytes) of the kernel's weight; (0, 0) without one."""
+    """(dense bytes, stored bytes) of the kernel's weight; (0, 0) without one. A gru / lstm
+    kernel's weights are its gate matrices (w, r and a GRU's reset gate), always stored dense."""
+    if kernel.opcode in RECURRENT_OPCODES:
+        stored = sum(p.nbytes for p in kernel.params if p.role in MATRIX_ROLES)
+        return stored, stored
     shape = weight_shape(kernel)
     if shape is None:
         return 0, 0

@@ -34,6 +34,7 @@ from backend.program import (
     Program,
     TensorRef,
 )
+from backend.recurrent import RECURRENT_OPCODES, step_values_per_packet
 from backend.route import Flow, route_flows
 
 PAYLOAD_BYTES = 16  # 128-bit multicast payload (SPINNAKER2.md, packets)
@@ -48,6 +49,17 @@ def values_per_packet(dtype: str, mode: str = "float", events: bool = False) -> 
     if (mode == "snn" and dtype == "bool") or events:
         return 1
     return PAYLOAD_BYTES // np.dtype(dtype).itemsize
+
+
+def _sender_values(
+    partition: Partition, index: int | None, tensor: int, box: Box, mode: str, events: bool
+) -> int:
+    """Values per packet of a sender (`events`: it sends one element per packet); a recurrent
+    slice sends each step in whole packets."""
+    capacity = values_per_packet(partition.tensors[tensor].dtype, mode, events)
+    if index is None or partition.slices[index].spec.opcode not in RECURRENT_OPCODES:
+        return capacity
+    return step_values_per_packet(box, capacity)
 
 
 @dataclass(frozen=True)
@@ -75,8 +87,8 @@ def _senders(
         boxes.append((s.index, s.output, s.spec.out_box))
         sends_events.append(s.layer in events)
     counts = [
-        -(-box.size // values_per_packet(partition.tensors[t].dtype, mode, event))
-        for (_, t, box), event in zip(boxes, sends_events)
+        -(-box.size // _sender_values(partition, i, t, box, mode, event))
+        for (i, t, box), event in zip(boxes, sends_events)
     ]
     keys = allocate_keys(counts)
     return [Sender(i, t, b, k, m) for (i, t, b), (k, m) in zip(boxes, keys)]
@@ -171,11 +183,11 @@ def _kernel(
         out_address,
         sender_of.key,
         sender_of.mask,
-        values_per_packet(out_dtype, mode, s.layer in events),
+        _sender_values(partition, s.index, s.output, spec.out_box, mode, s.layer in events),
     )
     params, blocks = [], []
     for role, array in spec.params:
-        data = np.ascontiguousarray(array)
+        data = np.require(array, requirements="C")  # keeps a 0-d array 0-d
         address = layout.allocate(f"{s.layer}#{s.index}.{role}", data.nbytes)
         params.append(TensorRef(role, str(data.dtype), tuple(data.shape), "sram", address))
         blocks.append((address, data.astype(data.dtype.newbyteorder("<")).tobytes()))

@@ -6,12 +6,15 @@ method, its sources and its limits are in `docs/cost-model.md`. Per firing of on
 kernel on one PE, one inference of the image's batch):
 
 - MAC-array cycles (int8 conv and dense): MACs / (64 x utilisation), with the utilisation seen on
-  real chips for that layer kind (`mac_utilisation_conv`, `mac_utilisation_dense`).
+  real chips for that layer kind (`mac_utilisation_conv`, `mac_utilisation_dense`; int8 gru and
+  lstm count as dense).
 - ARM-core cycles: fp32 conv and dense do MACs x `arm_cycles_per_fp32_mac` on the Cortex-M4F;
   every kernel spends `arm_cycles_per_element` per value it reads or writes (per output value for
   conv and dense: bias, requantisation, activation), plus `exp_cycles` per value of an
   exponential function (softmax, sigmoid, tanh, ...), plus `arm_cycles_per_packet` per packet it
-  sends or receives.
+  sends or receives. A gru / lstm slice (all its T steps) spends, per gate value (T x B x units
+  x gates), `arm_cycles_per_element` + `exp_cycles` (scale, bias, sigmoid or tanh), plus its
+  MACs x `arm_cycles_per_fp32_mac` in float mode.
 - DMA seconds: bytes of its parameters that live in DRAM / `dram_bytes_per_second`.
 - Packets: its output's packets; link hops: packets x chip-to-chip links its multicast tree uses
   (walked through the router tables, as the interpreter does). A kernel that sends events (one
@@ -49,6 +52,7 @@ from dataclasses import dataclass, field
 from backend.gc_pause import gc_paused
 from backend.hardware import ChipSpec, Machine
 from backend.program import Kernel, PECoord, Program
+from backend.recurrent import GATES, RECURRENT_OPCODES
 from backend.route import TableIndex, simulate_delivery
 from backend.stats import mac_count
 from backend.timing import Routes, critical_path
@@ -210,6 +214,8 @@ def _layer_dict(layer: LayerCost) -> dict:
 # -- per slice ----------------------------------------------------------------------------------
 def mac_array_cycles(kernel: Kernel, macs: int, spec: ChipSpec) -> float:
     """MACs / (MACs per cycle x utilisation) for int8 conv and dense; 0 for everything else."""
+    if kernel.opcode in RECURRENT_OPCODES and kernel.attrs.get("int8"):
+        return macs / (spec.macs_per_pe * spec.mac_utilisation_dense)
     if kernel.opcode not in MAC_ARRAY_OPCODES or not _int8_weights(kernel):
         return 0.0
     utilisation = spec.mac_utilisation_conv
@@ -222,6 +228,10 @@ def arm_cycles(kernel: Kernel, macs: int, spec: ChipSpec) -> float:
     """Cycles of the Cortex-M4F for everything but packets (see the module docstring)."""
     out = kernel.output.box.size
     per_element = spec.arm_cycles_per_element
+    if kernel.opcode in RECURRENT_OPCODES:  # every gate value: scale, bias, sigmoid or tanh
+        fp32 = 0.0 if kernel.attrs.get("int8") else macs * spec.arm_cycles_per_fp32_mac
+        gate_values = out * GATES[kernel.opcode]
+        return fp32 + gate_values * (per_element + spec.exp_cycles)
     if kernel.opcode in MAC_ARRAY_OPCODES:
         fp32 = 0.0 if _int8_weights(kernel) else macs * spec.arm_cycles_per_fp32_mac
         return fp32 + out * per_element

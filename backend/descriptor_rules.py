@@ -24,6 +24,7 @@ import numpy as np
 
 from backend.descriptor_fields import COORDINATE_LIMIT, INT8_RANGE, Descriptor
 from backend.kernels import reshape_sources
+from backend.recurrent import RECURRENT_OPCODES, check_recurrent
 from backend.sparse_weights import SPARSE_ROLES
 from backend.spiking import SPIKING_OPCODES
 from ir.activations import check_activation
@@ -165,7 +166,11 @@ def _ir_result(d: Descriptor, op: OpDef, operands: list, island: bool) -> Tensor
             d.fail(f"attribute '{name}'", attrs[name], f"must be of kind {spec.kind}")
     shapes = [shape for shape, _ in operands]
     try:
-        types = [TensorType(shape, "float32" if island else dtype) for shape, dtype in operands]
+        # An island dequantises its int8 operands; other constants (indices) keep their type.
+        types = [
+            TensorType(shape, "float32" if island and dtype == "int8" else dtype)
+            for shape, dtype in operands
+        ]
         reason = op.verify(types, attrs) if op.verify else None
         results = [] if reason or op.infer is None else op.infer(types, attrs)
     except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError) as e:
@@ -482,6 +487,7 @@ CHECKS: dict[str, Callable[[Descriptor], None]] = {
     "slice": _check_slice,
     "lookup": _check_lookup,
     "whole": _check_whole,
+    **{op: check_recurrent for op in RECURRENT_OPCODES},
     **{op: _check_elementwise for op in ELEMENTWISE_OPS},
     **{op: _check_spiking for op in SPIKING_OPCODES},
 }

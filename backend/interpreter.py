@@ -32,7 +32,9 @@ from backend.activity import SparsityCounter, SparsityStats
 from backend.descriptor_check import check_descriptors
 from backend.hardware import Machine
 from backend.kernels import ACCUMULATE, PreparedKernel
+from backend.kernels_recurrent import RecurrentSlice, run_layer
 from backend.program import Box, Kernel, PECoord, Program, TensorRef
+from backend.recurrent import RECURRENT_OPCODES, packets_per_step
 from backend.route import TableIndex, simulate_delivery
 from backend.schedule import FiringGroup, firing_schedule
 from backend.snn_interpreter import SpikeStats, SpikingRun, prepare_spiking
@@ -345,6 +347,9 @@ class Interpreter:
         group fills only its first block: every block reads the same inputs)."""
         members = group.members
         first = members[0]
+        if self.kernels[first][1].opcode in RECURRENT_OPCODES:
+            self._fire_recurrent(members, payloads, samples, counter)
+            return
         filled = members[: len(members) // group.units] if group.shared else members
         buffers = self.buffers(filled, payloads, samples)
         if group.shared:
@@ -366,6 +371,37 @@ class Interpreter:
                 hops = self.deliveries[self.kernels[member][1].output.key].hops
                 counter.fired(member, read, part, hops)
 
+    def _fire_recurrent(
+        self,
+        members: tuple[int, ...],
+        payloads: dict[int, np.ndarray],
+        samples: int,
+        counter: SparsityCounter | None,
+    ) -> None:
+        """Step the slices of a recurrent layer together (`backend.kernels_recurrent`): each
+        step's rows reach the state ports as the image's fill plans say, before the next step."""
+        kernels = [self.kernels[m][1] for m in members]
+        slices, ports, exchange = [], [], []
+        for member, kernel in zip(members, kernels):
+            prepared = self.prepared[member]
+            box_start = kernel.output.box.start[2]
+            slices.append(
+                RecurrentSlice(kernel.opcode, prepared.attrs, self.params[member], box_start)
+            )
+            plans = self.fills[member]
+            exchanges = bool(kernel.attrs["exchange"])
+            ordinary = plans[:-1] if exchanges else plans
+            ports.append([_fill(plan, payloads, samples) for plan in ordinary])
+            exchange.append(plans[-1].copies if exchanges else None)
+        keys = [kernel.output.key for kernel in kernels]
+        steps = kernels[0].output.box.shape[0]
+        results = run_layer(slices, ports, exchange, keys, steps)
+        for member, kernel, read, result in zip(members, kernels, ports, results):
+            payloads[kernel.output.key] = result.astype(kernel.output.dtype, copy=False)
+            if counter is not None:
+                hops = self.deliveries[kernel.output.key].hops
+                counter.fired(member, read, payloads[kernel.output.key], hops)
+
     def _static_counts(self) -> RunStats:
         """Counts of one inference: fixed by the image (dense dataflow fires every kernel)."""
         stats = RunStats(samples=1)
@@ -382,6 +418,9 @@ class Interpreter:
             layer["slices"] += 1
             layer["macs"] += macs
             layer["packets"] += self.deliveries[kernel.output.key].packets
+            if kernel.opcode in RECURRENT_OPCODES:  # the same packets, sent step by step
+                per_step = packets_per_step(kernel.output.box, kernel.output.values_per_packet)
+                layer["packets_per_timestep"] = layer.get("packets_per_timestep", 0) + per_step
         return stats
 
     def _count_sender(self, stats: RunStats, key: int) -> None:

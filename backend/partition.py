@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backend.program import Box
+from backend.recurrent import RECURRENT_OPCODES
 from backend.slicing import Layer, SliceSpec, partial_sum_slice, slice_layer, split_axes
 from ir.errors import ResourceError, UnsupportedError
 from ir.graph import Graph, Node, Value
@@ -421,6 +422,7 @@ class _Builder:
         node = layer.node
         output = self.tensor(node.outputs[0])
         operand_tensors = [-1 if v.is_constant else self.tensor(v) for v in node.inputs]
+        operand_tensors.append(output)  # a recurrent slice's state port reads the layer's result
         if plan.parts > 1 and layer.spiking is not None:
             raise UnsupportedError(
                 f"'{node.name}' ({node.op}): needs partial sums over input channels to fit a "
@@ -513,6 +515,8 @@ def prune_unread_slices(parts: Partition) -> Partition:
     A window op may never read the last rows of its input (a 3x3 stride-2 pool without padding
     skips row 111 of 112), so the slices computing only those rows would send packets nowhere.
     Consumers come after producers, so one pass from the last slice backwards finds them all.
+    The slices of a recurrent layer read one another's state every step: they stay or go together
+    (all stay when any part of the layer's result is read).
     """
     outputs = {tensor for _, tensor in parts.graph_outputs}
     wanted: dict[int, list] = {}
@@ -521,6 +525,8 @@ def prune_unread_slices(parts: Partition) -> Partition:
         read = s.output in outputs or any(
             box.intersect(s.spec.out_box) for box in wanted.get(s.output, [])
         )
+        if s.spec.opcode in RECURRENT_OPCODES:
+            read = read or bool(wanted.get(s.output))
         if not read:
             continue
         live.append(s)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.program import Kernel
+from backend.recurrent import RECURRENT_OPCODES
 from ir.errors import InternalError
 
 # Kernels whose result depends on where their boxes lie, not only on their buffers: `whole`
@@ -57,6 +58,8 @@ class FiringGroup:
 
 
 def _group_key(kernel: Kernel, params: dict[str, np.ndarray]) -> tuple:
+    if kernel.opcode in RECURRENT_OPCODES:  # a recurrent layer's slices step together
+        return ("recurrent", kernel.layer)
     digest = hashlib.blake2b(digest_size=16)
     for role in sorted(params):
         digest.update(role.encode())

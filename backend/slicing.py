@@ -118,6 +118,10 @@ def split_axes(layer: Layer) -> list[tuple[int, int]]:
         return [(a, 1) for a in range(1, rank) if a != layer.attrs["axis"]]
     if op in ("reduce",):
         return []
+    if op in ("gru", "lstm"):
+        from backend.recurrent import recurrent_split_axes
+
+        return recurrent_split_axes(layer)
     return [(a, 1) for a in range(1, rank)]
 
 
@@ -132,6 +136,10 @@ def slice_layer(
     """
     if in_channels is not None:
         spec = _partial_rule(layer, out_box, in_channels)
+    elif layer.op in ("gru", "lstm"):  # float or int8: the rule makes both
+        from backend.recurrent import recurrent_slice
+
+        return recurrent_slice(layer, out_box)
     else:
         spec = _RULES.get(layer.op, _whole_inputs)(layer, out_box)
     if layer.node.outputs[0].type.dtype == "int8":

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from backend.program import Kernel
+from backend.recurrent import MATRIX_ROLES, RECURRENT_OPCODES, recurrent_macs
 from backend.sparse_weights import SPARSE_ROLES
 
 WEIGHT_OPCODES = ("conv", "dense")
@@ -31,8 +32,11 @@ def dense_mac_count(kernel: Kernel) -> int:
     """Multiply-accumulates per firing (per sample) with every weight, zero or not.
 
     conv: output elements x (input channels per group x kernel volume);
-    dense: output elements x input features; other kernels: 0 (they run on the ARM core).
+    dense: output elements x input features; gru / lstm: steps x batch x the weights of its
+    gates (`backend.recurrent.recurrent_macs`); other kernels: 0 (they run on the ARM core).
     """
+    if kernel.opcode in RECURRENT_OPCODES:
+        return recurrent_macs(kernel)
     shape = weight_shape(kernel)
     if kernel.opcode not in WEIGHT_OPCODES or shape is None:
         return 0
@@ -50,7 +54,11 @@ def mac_count(kernel: Kernel) -> int:
 
 
 def weight_bytes(kernel: Kernel) -> tuple[int, int]:
-    """(dense bytes, stored bytes) of the kernel's weight; (0, 0) without one."""
+    """(dense bytes, stored bytes) of the kernel's weight; (0, 0) without one. A gru / lstm
+    kernel's weights are its gate matrices (w, r and a GRU's reset gate), always stored dense."""
+    if kernel.opcode in RECURRENT_OPCODES:
+        matrix_bytes = sum(p.nbytes for p in kernel.params if p.role in MATRIX_ROLES)
+        return matrix_bytes, matrix_bytes
     shape = weight_shape(kernel)
     if shape is None:
         return 0, 0

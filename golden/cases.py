@@ -506,6 +506,11 @@ def _as_float64(model: onnx.ModelProto) -> onnx.ModelProto:
     for value in [*graph.input, *graph.output, *graph.value_info]:
         if value.type.tensor_type.elem_type == TensorProto.FLOAT:
             value.type.tensor_type.elem_type = TensorProto.DOUBLE
+    for node in graph.node:  # Constant nodes (exporters' zeros states, ...)
+        for attribute in node.attribute:
+            if attribute.name == "value" and attribute.t.data_type == TensorProto.FLOAT:
+                array = numpy_helper.to_array(attribute.t).astype(np.float64)
+                attribute.t.CopyFrom(numpy_helper.from_array(array, attribute.t.name))
     return wide
 
 

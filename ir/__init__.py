@@ -1,6 +1,7 @@
 """The s2c dataflow IR: typed SSA graph, op registry, verifier and printer."""
 
 from ir import ops as _ops  # noqa: F401  (registers the op set)
+from ir import ops_recurrent as _ops_recurrent  # noqa: F401  (registers gru and lstm)
 from ir.graph import Graph, Node, Value
 from ir.registry import OPS, OpDef, get_op
 from ir.types import QuantParams, TensorType

@@ -6,7 +6,8 @@
    z = round(-128 - lo / s). Ops that only move or select values (pooling, reshape, transpose,
    slice, pad, identity) give their result the parameters of their input, so they stay exact.
 3. Weights of conv and dense: int8, symmetric, per output channel (or per tensor on request);
-   biases: int32 at scale s_x * s_w[c]. Constant operands of other integer ops (add, mul,
+   biases: int32 at scale s_x * s_w[c]. Weights of gru and lstm: int8 per row
+   (`passes.quantise_recurrent`). Constant operands of other integer ops (add, mul,
    concat): int8 per tensor with their own range.
 4. Every float activation value (graph inputs and outputs included) becomes int8 with its
    parameters; ops keep their names and read integer semantics from their operand types.
@@ -27,6 +28,7 @@ from ir.graph import Graph, Node, Value
 from ir.types import QuantParams, TensorType
 from passes.base import Pass
 from passes.calibration import calibrate, value_range, zero_fractions
+from passes.quantise_recurrent import RECURRENT_OPS, quantise_recurrent_weights
 
 # Ops whose result takes the quantisation parameters of operand 0.
 SAME_PARAMETERS = frozenset(
@@ -107,6 +109,9 @@ class Quantise(Pass):
         return activation_parameters(*value_range(entry, self.method, self.percentile))
 
     def _quantise_constants(self, graph: Graph, node: Node, parameters) -> None:
+        if node.op in RECURRENT_OPS:
+            quantise_recurrent_weights(graph, node)
+            return
         if node.op in ("conv", "dense") and all(v.is_constant for v in node.inputs[1:]):
             x_scale = parameters[id(node.inputs[0])][0]
             _quantise_weights(graph, node, x_scale, self.per_tensor_weights)

@@ -30,6 +30,7 @@ from backend.place_cpsat import (
 )
 from backend.placement.traffic import slice_traffic
 from backend.program import PECoord, Program
+from backend.recurrent import sequence_axes
 from backend.topology import BOARD_CHIPS
 from ir.errors import InputError, ResourceError, UnsupportedError
 from ir.graph import Graph
@@ -403,6 +404,7 @@ def compile_model(
     measured = zeros.zeros if zeros is not None else None
     event_layers = choose_event_layers(graph, options, measured)
     metadata.update(sparsity_metadata(options, pruning, measured, event_layers))
+    metadata.update(sequence_axes(graph))
     status("routing and laying out memory")
     program = assemble(parts, placement, machine, options.mode, metadata, event_layers)
     outcome.report.figures["router_entries_max"] = max(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from backend.program import IOTensor
@@ -9,12 +11,16 @@ from ir.errors import InputError
 
 
 def stack_inputs(
-    io_inputs: list[IOTensor], arrays: dict[str, np.ndarray], source: str
+    io_inputs: list[IOTensor],
+    arrays: dict[str, np.ndarray],
+    source: str,
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Inputs shaped (samples, *compiled shape).
 
     An array may have exactly the compiled shape (one sample), or a leading axis that is a
-    multiple of the compiled batch (n samples stacked along the batch axis).
+    multiple of the compiled batch (n samples stacked along the batch axis). `metadata` (the
+    image's) names the recurrent layers' sequence axes, for the message of a wrong length.
     """
     missing = [io.name for io in io_inputs if io.name not in arrays]
     if missing:
@@ -24,7 +30,7 @@ def stack_inputs(
     samples = None
     for io in io_inputs:
         array = np.asarray(arrays[io.name])
-        stacked = _stack_one(io, array, source)
+        stacked = _stack_one(io, array, source, _sequence_axes(metadata or {}, io.name))
         if samples is not None and stacked.shape[0] != samples:
             raise InputError(
                 f"{source}: input '{io.name}' holds {stacked.shape[0]} samples, others {samples}"
@@ -39,7 +45,34 @@ def host_dtype(io: IOTensor) -> str:
     return "float32" if io.quant is not None else io.dtype
 
 
-def _stack_one(io: IOTensor, array: np.ndarray, source: str) -> np.ndarray:
+def _sequence_axes(metadata: dict[str, str], name: str) -> dict[int, str]:
+    """Axis -> recurrent layer of the input's axes that are sequence axes (METADATA)."""
+    entries = json.loads(metadata.get("sequence_axes", "{}")).get(name, [])
+    return {int(axis): str(layer) for axis, _, layer in entries}
+
+
+def _shape_message(io: IOTensor, shape: tuple[int, ...], sequence: dict[int, str]) -> str:
+    """What is wrong with an input's shape: the first axis (past the batch) whose length
+    differs, with the recurrent layer whose sequence length it fixes."""
+    expected = tuple(io.shape)
+    text = f"input '{io.name}' has shape {shape}, the model takes {expected}"
+    if len(shape) != len(expected):
+        return f"{text} (or a stack of them along axis 0)"
+    axis = next((a for a in range(1, len(shape)) if shape[a] != expected[a]), 0)
+    if axis == 0:
+        return f"{text} (or a stack of them along axis 0)"
+    text += f": axis {axis} has length {shape[axis]}, the image was compiled for {expected[axis]}"
+    if axis in sequence:
+        text += (
+            f" (the sequence length of recurrent layer '{sequence[axis]}', fixed at compile "
+            "time: compile the model again for this length)"
+        )
+    return text
+
+
+def _stack_one(
+    io: IOTensor, array: np.ndarray, source: str, sequence: dict[int, str]
+) -> np.ndarray:
     expected = tuple(io.shape)
     dtype = host_dtype(io)
     if not np.can_cast(array.dtype, dtype, casting="same_kind"):
@@ -57,10 +90,7 @@ def _stack_one(io: IOTensor, array: np.ndarray, source: str) -> np.ndarray:
         and array.shape[0] > 0
     )
     if not fits:
-        raise InputError(
-            f"{source}: input '{io.name}' has shape {tuple(array.shape)}, the model takes "
-            f"{expected} (or a stack of them along axis 0)"
-        )
+        raise InputError(f"{source}: {_shape_message(io, tuple(array.shape), sequence)}")
     return array.reshape(array.shape[0] // batch, *expected)
 
 

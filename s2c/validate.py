@@ -127,7 +127,7 @@ def interpreter_outputs(
     """
     program = decode_image(image)
     interpreter = Interpreter(program)
-    stacked = stack_inputs(program.inputs, arrays, "inputs")
+    stacked = stack_inputs(program.inputs, arrays, "inputs", program.metadata)
     single = all(tuple(arrays[io.name].shape) == tuple(io.shape) for io in program.inputs)
     samples = next(iter(stacked.values())).shape[0] if stacked else 1
     if progress is None or samples <= PROGRESS_CHUNK:

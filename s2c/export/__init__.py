@@ -22,6 +22,7 @@ from s2c.export import (  # noqa: F401  (each module registers its emitters)
     movement,
     normalise,
     pool,
+    recurrent,
     reduce,
 )
 from s2c.export.exporter import MAX_OPSET, MIN_OPSET, export_onnx, opset_needs

@@ -35,6 +35,7 @@ from s2c.frontend import (  # noqa: F401  (each module registers its handlers)
     elementwise,
     normalise,
     pool,
+    recurrent,
     reduce,
     shape_ops,
     slicing,

@@ -268,6 +268,15 @@ def _cases() -> dict[str, Case]:
         attrs = {**CONV_ATTRS, "activation": function, "activation_params": params}
         operands = [x4, Const(normal(4, 3, 3, 2, seed=2, scale=0.3)), Const(normal(4, seed=3))]
         cases[f"conv_fused_{function}"] = Case("conv", attrs, operands, SUM_TOL, False)
+    for op, gates, attrs in (
+        ("gru", 3, {"hidden_size": 4, "reverse": 1, "linear_before_reset": 1}),
+        ("lstm", 4, {"hidden_size": 4, "input_forget": 0}),
+    ):
+        operands = [normal(5, 2, 3, seed=1)]
+        shapes = [(gates * 4, 3), (gates * 4, 4), (2 * gates * 4,), (2, 4)]
+        shapes += [(2, 4), (12,)] if op == "lstm" else []
+        operands += [Const(normal(*shape, seed=2 + i, scale=0.5)) for i, shape in enumerate(shapes)]
+        cases[op] = Case(op, attrs, operands, SUM_TOL, single_node=False)
     return cases
 
 

@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from golden import cases, make_golden  # noqa: E402
+from golden.recurrent import RECURRENT_CASES  # noqa: E402
 
 CHIP_BYTES = 148 * 92 * 1024  # usable data memory of one SpiNNaker2 chip
 VERSION_KEYS = {"onnx_version", "onnxruntime_version", "numpy_version"}
@@ -42,7 +43,7 @@ def _stored_case_dirs() -> set[str]:
 
 
 def test_case_directories_match_case_table():
-    assert _stored_case_dirs() == set(cases.CASES)
+    assert _stored_case_dirs() == set(cases.CASES) | set(RECURRENT_CASES)
 
 
 @pytest.mark.parametrize("name", cases.CASES)

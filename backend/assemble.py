@@ -165,7 +165,7 @@ def _kernel(
     )
     params, blocks = [], []
     for role, array in spec.params:
-        data = np.ascontiguousarray(array)
+        data = np.require(array, requirements="C")  # keeps 0-d arrays 0-d
         address = layout.allocate(f"{s.layer}#{s.index}.{role}", data.nbytes)
         params.append(TensorRef(role, str(data.dtype), tuple(data.shape), "sram", address))
         blocks.append((address, data.astype(data.dtype.newbyteorder("<")).tobytes()))

@@ -465,7 +465,7 @@ def _check_spiking(d: Descriptor) -> None:
 
 
 ELEMENTWISE_OPS = ("add", "sub", "mul", "div", "max", "min", "pow", "prelu", "activation", "cast",
-                   "identity", "dropout")  # fmt: skip
+                   "identity", "dropout", "where", "equal", "less")  # fmt: skip
 
 # opcode -> its rule. A new opcode family is one more function above and its entries here.
 CHECKS: dict[str, Callable[[Descriptor], None]] = {
@@ -485,3 +485,8 @@ CHECKS: dict[str, Callable[[Descriptor], None]] = {
     **{op: _check_elementwise for op in ELEMENTWISE_OPS},
     **{op: _check_spiking for op in SPIKING_OPCODES},
 }
+
+# Sequence-model opcodes (matmul of activations, gather, layer_norm) have their own module.
+from backend.descriptor_rules_sequence import CHECKS as _SEQUENCE_CHECKS  # noqa: E402
+
+CHECKS.update(_SEQUENCE_CHECKS)

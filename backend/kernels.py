@@ -406,3 +406,8 @@ _HANDLERS = {
     "whole": _whole,
     "lookup": _lookup,
 }
+
+# Sequence-model kernels (matmul of activations, gather, layer_norm) have their own module.
+from backend.kernels_sequence import HANDLERS as _SEQUENCE_HANDLERS  # noqa: E402
+
+_HANDLERS.update(_SEQUENCE_HANDLERS)

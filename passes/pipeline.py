@@ -8,6 +8,7 @@ from passes.constant_fold import ConstantFold
 from passes.dead_code import DeadCode
 from passes.fold_batchnorm import DecomposeBatchNorm, FoldBatchNorm
 from passes.fuse_activation import FuseActivation
+from passes.fuse_layer_norm import FuseLayerNorm
 from passes.lower_split import LowerSplit
 from passes.quantise import Quantise
 from passes.remove_identity import RemoveIdentity
@@ -17,10 +18,12 @@ CLAMPS = frozenset({"relu", "clip"})
 
 
 def canonicalisation(mode: str = "float") -> list[Pass]:
-    """Folding, identity removal, BatchNorm folding, fusion, dead code, split lowering."""
+    """Folding, identity removal, layer-norm and BatchNorm folding, fusion, dead code, split
+    lowering."""
     return [
         ConstantFold(),
         RemoveIdentity(),
+        FuseLayerNorm(),
         FoldBatchNorm(),
         DecomposeBatchNorm(),
         ConstantFold(),

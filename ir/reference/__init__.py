@@ -10,7 +10,8 @@ One module per op family states the maths: `conv` (conv, dense, matmul), `pool` 
 global_pool), `elementwise` (binary ops, activation), `activation` (the activation functions,
 also used for fused activations), `normalise` (softmax, lrn, batch_norm, instance_norm), `reduce`
 and `movement` (reshape, transpose, concat, split, slice, pad, gather, expand, tile, identity,
-dropout, cast); `window` holds the sliding-window geometry shared by conv and pool.
+dropout, cast), `sequence` (layer_norm, where, equal, less); `window` holds the sliding-window
+geometry shared by conv and pool.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ir.errors import InternalError
-from ir.reference import conv, elementwise, movement, normalise, pool, reduce
+from ir.reference import conv, elementwise, movement, normalise, pool, reduce, sequence
 from ir.reference.activation import apply_activation
 from ir.registry import get_op
 
@@ -35,6 +36,7 @@ KERNELS: dict[str, Kernel] = {
     **normalise.KERNELS,
     **reduce.KERNELS,
     **movement.KERNELS,
+    **sequence.KERNELS,
 }
 
 

@@ -36,6 +36,7 @@ from s2c.frontend import (  # noqa: F401  (each module registers its handlers)
     normalise,
     pool,
     reduce,
+    sequence,
     shape_ops,
     slicing,
 )

@@ -165,7 +165,10 @@ def _ir_result(d: Descriptor, op: OpDef, operands: list, island: bool) -> Tensor
             d.fail(f"attribute '{name}'", attrs[name], f"must be of kind {spec.kind}")
     shapes = [shape for shape, _ in operands]
     try:
-        types = [TensorType(shape, "float32" if island else dtype) for shape, dtype in operands]
+        types = [
+            TensorType(shape, "float32" if island and dtype != "bool" else dtype)
+            for shape, dtype in operands
+        ]  # an island dequantises its int8 operands; bool conditions stay bool
         reason = op.verify(types, attrs) if op.verify else None
         results = [] if reason or op.infer is None else op.infer(types, attrs)
     except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError) as e:

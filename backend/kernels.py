@@ -101,7 +101,9 @@ class PreparedKernel:
         operands = attrs.get("operands", tuple(range(len(inputs))))
         ports = [o for o in operands if o >= 0] or list(range(len(inputs)))
         floats = [
-            int8.to_float(x, attrs["input_scales"][o], attrs["input_zero_points"][o])
+            x
+            if x.dtype == np.bool_  # a condition (where) is not quantised
+            else int8.to_float(x, attrs["input_scales"][o], attrs["input_zero_points"][o])
             for x, o in zip(inputs, ports)
         ]
         result = self.handler(self, floats, params, samples)

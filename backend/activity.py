@@ -96,14 +96,29 @@ def image_weight_bytes(kernels: list[Kernel]) -> tuple[int, int]:
     return sum(d for d, _ in pairs), sum(s for _, s in pairs)
 
 
+class SparsityPlan:
+    """What the counts of an image's firings need that the image fixes: weight bytes, stored
+    weights per synaptic row, and per kernel its zero value, packets per sample and dense and
+    performed MACs per sample. Built once per interpreter."""
+
+    def __init__(self, kernels: list[Kernel], params: list[dict[str, np.ndarray]]):
+        self.kernels = kernels
+        self.weight_bytes = image_weight_bytes(kernels)
+        self.row_counts = [_row_counts(k, p) for k, p in zip(kernels, params)]
+        self.statics = [
+            (k.attrs.get("event_zero", 0), k.output.packet_count, dense_mac_count(k), mac_count(k))
+            for k in kernels
+        ]
+
+
 class SparsityCounter:
     """Counts a run's firings; one per run."""
 
-    def __init__(self, kernels: list[Kernel], params: list[dict[str, np.ndarray]], events: bool):
-        self.kernels = kernels
+    def __init__(self, plan: SparsityPlan, events: bool):
+        self.plan = plan
+        self.kernels = plan.kernels
         self.events = events
-        self.stats = SparsityStats(events, *image_weight_bytes(kernels))
-        self.row_counts = [_row_counts(k, p) for k, p in zip(kernels, params)]
+        self.stats = SparsityStats(events, *plan.weight_bytes)
         self.packets = 0  # packets the kernels sent
         self.link_hops = 0  # and their chip-to-chip hops
 
@@ -112,28 +127,29 @@ class SparsityCounter:
         link hops of each of its packets."""
         kernel = self.kernels[index]
         samples = output.shape[0]
-        zero = kernel.attrs.get("event_zero", 0)
-        counts = LayerSparsity(
-            activation_elements=output.size,
-            activation_zeros=int(np.count_nonzero(output == zero)),
-            packets_dense=kernel.output.packet_count * samples,
-            macs_dense=dense_mac_count(kernel) * samples,
-        )
-        sent = counts.activation_elements - counts.activation_zeros
-        counts.packets_sent = sent if self.events else counts.packets_dense
-        counts.macs_performed = self._performed(index, inputs, samples)
-        self.packets += counts.packets_sent
-        self.link_hops += counts.packets_sent * hops
-        self.stats.per_layer.setdefault(kernel.layer, LayerSparsity()).add(counts)
+        zero, packets, macs, _ = self.plan.statics[index]
+        zeros = int(np.count_nonzero(output == zero))
+        sent = output.size - zeros if self.events else packets * samples
+        self.packets += sent
+        self.link_hops += sent * hops
+        layer = self.stats.per_layer.get(kernel.layer)
+        if layer is None:
+            layer = self.stats.per_layer[kernel.layer] = LayerSparsity()
+        layer.activation_elements += output.size
+        layer.activation_zeros += zeros
+        layer.packets_dense += packets * samples
+        layer.packets_sent += sent
+        layer.macs_dense += macs * samples
+        layer.macs_performed += self._performed(index, inputs, samples)
 
     def _performed(self, index: int, inputs: list[np.ndarray], samples: int) -> int:
         kernel = self.kernels[index]
-        stored = mac_count(kernel) * samples
+        stored = self.plan.statics[index][3] * samples
         if not self.events or stored == 0 or not inputs:
             return stored
         zero = kernel.attrs.get("event_input_zeros", (0,))[0]
         arrived = inputs[0] != zero
-        rows = self.row_counts[index]
+        rows = self.plan.row_counts[index]
         if rows is not None:  # dense: the stored row of every input that arrived
             return int(arrived.reshape(-1, rows.size).sum(axis=0) @ rows)
         return stored * int(np.count_nonzero(arrived)) // max(arrived.size, 1)

@@ -22,13 +22,14 @@ samples axis so that a stack of inputs runs as independent inferences in one pas
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
-from backend.activity import SparsityCounter, SparsityStats
+from backend.activity import SparsityCounter, SparsityPlan, SparsityStats
 from backend.descriptor_check import check_descriptors
 from backend.hardware import Machine
 from backend.kernels import ACCUMULATE, PreparedKernel
@@ -113,6 +114,13 @@ class RunStats:
         }
 
 
+@functools.cache
+def blas_controller() -> ThreadpoolController:
+    """One controller of the process's thread pools: finding the BLAS libraries scans the
+    loaded shared objects (milliseconds), which a run should not pay each time."""
+    return ThreadpoolController()
+
+
 def _sram_blocks(program: Program, machine: Machine) -> dict[PECoord, list[tuple[int, bytes]]]:
     """Each PE's initial SRAM content as sorted (address, bytes) blocks, checked against SRAM."""
     size = machine.chip_spec.sram_bytes
@@ -187,6 +195,7 @@ class Interpreter:
             for pe, k in self.kernels
         ]
         self.prepared = [PreparedKernel(k) for _, k in self.kernels]
+        self.sparsity_plan = SparsityPlan([k for _, k in self.kernels], self.params)
         self.macs = [mac_count(k) for _, k in self.kernels]
         self.deliveries = self._deliver()
         self.fills = [[_fill_plan(port) for port in k.inputs] for _, k in self.kernels]
@@ -275,7 +284,7 @@ class Interpreter:
         """
         if self.program.mode == "snn":
             return self.run_spiking(inputs)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with blas_controller().limit(limits=1, user_api="blas"):
             return self._run(inputs)
 
     def run_spiking(
@@ -284,7 +293,7 @@ class Interpreter:
         """Run an snn image for its T timesteps (`backend.snn_interpreter`)."""
         samples = next(iter(inputs.values())).shape[0] if inputs else 1
         run = SpikingRun(self, samples)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with blas_controller().limit(limits=1, user_api="blas"):
             outputs = run.run(inputs)
         return outputs, run.stats
 
@@ -300,7 +309,7 @@ class Interpreter:
                 payloads[key] = np.ascontiguousarray(
                     data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
                 )
-        counter = SparsityCounter([k for _, k in self.kernels], self.params, self.events)
+        counter = SparsityCounter(self.sparsity_plan, self.events)
         for group in self.schedule:
             self._fire(group, payloads, samples, counter)
         outputs = {

@@ -45,6 +45,7 @@ class PreparedKernel:
         self.inputs = kernel.inputs
         self._wide: list[np.ndarray] | None = None
         self.int8_cache: dict[str, np.ndarray] = {}  # int8 conv/dense: the converted weight
+        self.cache: dict[str, np.ndarray] = {}  # arrays a handler derives once from attributes
 
     def wide(self, params: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Weight (and bias) in the accumulation type (float64), converted once."""
@@ -247,11 +248,15 @@ def reshape_sources(
 
 
 def _reshape(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    """Gather each output element from the input box by its row-major position."""
+    """Gather each output element from the input box by its row-major position (the positions
+    are found once per kernel)."""
     out_box = kernel.output.box
     in_box = kernel.inputs[0].box
-    coords = reshape_sources(out_box, kernel.attrs["in_shape"], kernel.attrs["out_shape"])
-    local = np.ravel_multi_index([c - s for c, s in zip(coords, in_box.start)], in_box.shape)
+    local = kernel.cache.get("reshape")
+    if local is None:
+        coords = reshape_sources(out_box, kernel.attrs["in_shape"], kernel.attrs["out_shape"])
+        local = np.ravel_multi_index([c - s for c, s in zip(coords, in_box.start)], in_box.shape)
+        kernel.cache["reshape"] = local
     x = inputs[0].reshape(samples, -1)
     return x[:, local].reshape(samples, *out_box.shape)
 

@@ -61,6 +61,8 @@ def integer_form(node: Node) -> bool:
         return all(_per_tensor(v.type) for v in node.inputs)
     if node.op in ("activation", "identity", "dropout"):
         return _per_tensor(node.inputs[0].type)
+    if node.op == "gather":  # of int8 data (a constant table is quantised exactly as it is)
+        return _per_tensor(node.inputs[0].type) and not node.inputs[0].is_constant
     return False
 
 
@@ -83,6 +85,8 @@ class IntegerEmitter:
             result = self._mul()
         elif op == "concat":
             result = self._concat()
+        elif op == "gather":
+            result = self._gather()
         else:
             result = self._lookup()
         self._op("Cast", [result], output, to=TensorProto.INT8)
@@ -160,6 +164,15 @@ class IntegerEmitter:
             scaled = self._mbqm(self._centred(index), multiplier, shift)
             pieces.append(self._finish(scaled, y_zero, INT8_MIN, INT8_MAX))
         return self._op("Concat", pieces, axis=int(self.node.attrs["axis"]))
+
+    def _gather(self) -> str:
+        """z_y + mbqm(q - z, s / s_y) of the gathered codes, clamped (the kernel's rescale)."""
+        scale, _ = _params(self.node.inputs[0])
+        y_scale, y_zero = _params(self.node.outputs[0])
+        axis = int(self.node.attrs.get("axis", 0))
+        taken = self._op("Gather", [self._centred(0), self.codes[1]], axis=axis)
+        multiplier, shift = quantize_multiplier(scale / y_scale)
+        return self._finish(self._mbqm(taken, multiplier, shift), y_zero, INT8_MIN, INT8_MAX)
 
     def _lookup(self) -> str:
         """T[q + 128] with the image's 256-entry table."""

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from backend.image import encode_image
 from benchmarks.transformer_int8 import figures
 from s2c.driver import CompileOptions, compile_model
-from s2c.validate import interpreter_outputs
+from s2c.validate import interpreter_outputs, validate_int8
 from tests.s2c.test_cli import assert_refused, invoke
 
 CASE = Path(__file__).resolve().parents[2] / "golden" / "transformer"
@@ -41,6 +41,16 @@ def test_int8_logits_follow_fp32_on_forty_sequences() -> None:
     result = figures(count=40)
     assert result["cosine_min"] >= 0.99
     assert result["top1_agreement"] >= 0.95
+
+
+def test_int8_image_agrees_with_its_qdq_export_exactly() -> None:
+    # The integer kernels (matmul of two int8 operands, the gathers' rescale) are written as
+    # the same integer ops in the QDQ export, the islands (softmax, layer norm) as float between
+    # QuantizeLinear and DequantizeLinear: the logits' codes agree exactly.
+    options = CompileOptions(mode="int8", calib=str(CASE / "calib.npz"))
+    tokens = np.load(CASE / "inputs.npz")["tokens"][:4]
+    report = validate_int8(CASE / "model.onnx", options, {"tokens": tokens})
+    assert [c.max_steps for c in report.qdq] == [0]
 
 
 def _npz(folder: Path, name: str, **arrays: np.ndarray) -> Path:

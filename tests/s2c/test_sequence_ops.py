@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from backend.cost import mac_array_cycles
 from backend.image import encode_image
 from backend.partition import partition
+from backend.stats import mac_count
 from ir.errors import InputError
 from passes.base import PassManager
 from passes.pipeline import canonicalisation
@@ -190,3 +192,18 @@ def test_where_equal_and_less_on_activations_and_folded_on_constants() -> None:
     graph = load_onnx(model)
     assert sorted({n.op for n in graph.nodes}) == ["equal", "less", "where"]
     _check(model, {"x": _random(1, 5, 5)})
+
+
+def test_int8_matmul_of_two_activations_runs_on_the_mac_array_and_counts_its_macs() -> None:
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")]
+    shapes = {"a": (1, 2, 5, 8), "b": (1, 2, 8, 3), "y": (1, 2, 5, 3)}
+    model = _model(
+        nodes, [_value("a", shapes["a"]), _value("b", shapes["b"])], [_value("y", shapes["y"])]
+    )
+    result = _compile(model, mode="int8")
+    kernels = [k for pe in result.program.pes for k in pe.kernels if k.layer == "mm"]
+    assert kernels and all(k.opcode == "matmul" and k.attrs["int8"] == 1 for k in kernels)
+    assert all(p.dtype == "int8" for k in kernels for p in k.inputs)
+    assert sum(mac_count(k) for k in kernels) == 2 * 5 * 3 * 8  # output elements x K
+    spec = result.machine.chip_spec
+    assert all(mac_array_cycles(k, mac_count(k), spec) > 0 for k in kernels)

@@ -1,4 +1,4 @@
-"""Descriptor rules of the sequence-model opcodes: matmul, gather, layer_norm.
+"""Descriptor rules of the sequence-model opcodes: matmul, gather, layer_norm, reduce.
 
 Each rule's docstring states the kernel's contract (see `backend.descriptor_rules`).
 """
@@ -94,4 +94,32 @@ def check_layer_norm(d: Descriptor) -> None:
     d.output_shape(shape)
 
 
-CHECKS = {"matmul": check_matmul, "gather": check_gather, "layer_norm": check_layer_norm}
+REDUCE_KINDS = ("sum", "mean", "max", "min", "prod", "sum_square", "l1", "l2")
+
+
+def check_reduce(d: Descriptor) -> None:
+    """reduce: `kind` over the box's `axes` (distinct, increasing), `keepdims` 0/1; the output
+    box is the input box with those axes 1 (keepdims) or removed."""
+    d.ports(1)
+    shape = d.kernel.inputs[0].box.shape
+    d.str_attr("kind", REDUCE_KINDS)
+    axes = d.attr("axes")
+    if not isinstance(axes, tuple) or not axes or len(axes) > len(shape):
+        d.fail("attribute 'axes'", axes, f"1..{len(shape)} axes of the box")
+    d.ints_attr("axes", len(axes), 0, max(len(shape) - 1, 0))
+    if list(axes) != sorted(set(axes)):
+        d.fail("attribute 'axes'", axes, "must be distinct and increasing")
+    keep = d.int_attr("keepdims", 0, 1)
+    _float_dtypes(d)
+    if keep:
+        d.output_shape(tuple(1 if a in axes else n for a, n in enumerate(shape)))
+    else:
+        d.output_shape(tuple(n for a, n in enumerate(shape) if a not in axes))
+
+
+CHECKS = {
+    "matmul": check_matmul,
+    "gather": check_gather,
+    "layer_norm": check_layer_norm,
+    "reduce": check_reduce,
+}

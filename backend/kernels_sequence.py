@@ -9,6 +9,7 @@ Arrays carry the leading samples axis S (see `backend.kernels`); parameters do n
   is checked against the table's `rows` first: an id outside -rows..rows-1 is the
   user's InputError naming the graph input (`indices_input`), the position and the limit.
 - layer_norm: the reference (`ir.reference.sequence.layer_norm`) over the box's trailing axes.
+- reduce: the reference reduction of the box over its reduced axes (they span the whole tensor).
 """
 
 from __future__ import annotations
@@ -90,4 +91,10 @@ def layer_norm(kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     return evaluate("layer_norm", attrs, operands)[0]
 
 
-HANDLERS = {"matmul": matmul, "gather": gather, "layer_norm": layer_norm}
+def reduce(kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    """The reduction of each sample's box."""
+    axes = tuple(int(a) + 1 for a in kernel.attrs["axes"])
+    return evaluate("reduce", dict(kernel.attrs, axes=axes), [inputs[0]])[0]
+
+
+HANDLERS = {"matmul": matmul, "gather": gather, "layer_norm": layer_norm, "reduce": reduce}

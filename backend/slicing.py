@@ -130,8 +130,6 @@ def split_axes(layer: Layer) -> list[tuple[int, int]]:
         return [(rank - 1, 1)] + [(a, 1) for a in range(1, rank - 1)]
     if op == "softmax":
         return [(a, 1) for a in range(1, rank) if a != layer.attrs["axis"]]
-    if op in ("reduce",):
-        return []
     if op in SEQUENCE_SPLIT_AXES:
         return SEQUENCE_SPLIT_AXES[op](layer)
     return [(a, 1) for a in range(1, rank)]

@@ -13,6 +13,10 @@ cropped to the box; constant indices are a parameter too.
 
 layer_norm: the box spans the normalised axes (axis..), so a slice is computed alone; scale and
 bias are whole parameters.
+
+reduce (a sequence model's mean over positions): a slice cuts the kept axes and reads every
+element of the reduced ones: the input box is the output box on the kept axes and the whole
+extent on the reduced axes (keepdims or not), reduced locally.
 """
 
 from __future__ import annotations
@@ -101,5 +105,45 @@ def layer_norm_rule(layer: Layer, out_box: Box) -> SliceSpec:
     return SliceSpec("layer_norm", attrs, out_box, [(0, out_box)], params)
 
 
-RULES = {"matmul": matmul_rule, "gather": gather_rule, "layer_norm": layer_norm_rule}
-SPLIT_AXES = {"matmul": matmul_split_axes, "layer_norm": layer_norm_split_axes}
+def _kept_axes(layer: Layer) -> list[int | None]:
+    """Per input axis: the output axis it becomes, or None when it is reduced away."""
+    reduced = set(layer.attrs["axes"])
+    keep = bool(layer.attrs["keepdims"])
+    mapping: list[int | None] = []
+    position = 0
+    for axis in range(len(layer.in_shape(0))):
+        if axis in reduced and not keep:
+            mapping.append(None)
+            continue
+        mapping.append(None if axis in reduced else position)
+        position += 1
+    return mapping
+
+
+def reduce_split_axes(layer: Layer) -> list[tuple[int, int]]:
+    """The output axes of kept input axes (not axis 0)."""
+    return [(out, 1) for out in _kept_axes(layer) if out is not None and out > 0]
+
+
+def reduce_rule(layer: Layer, out_box: Box) -> SliceSpec:
+    """reduce of the slice's kept box over the whole reduced axes."""
+    shape = layer.in_shape(0)
+    mapping = _kept_axes(layer)
+    start = tuple(0 if out is None else out_box.start[out] for out in mapping)
+    stop = tuple(shape[a] if out is None else out_box.stop[out] for a, out in enumerate(mapping))
+    attrs = {k: layer.attrs[k] for k in ("kind", "axes", "keepdims")}
+    attrs["axes"] = tuple(attrs["axes"])
+    return SliceSpec("reduce", attrs, out_box, [(0, Box(start, stop))])
+
+
+RULES = {
+    "matmul": matmul_rule,
+    "gather": gather_rule,
+    "layer_norm": layer_norm_rule,
+    "reduce": reduce_rule,
+}
+SPLIT_AXES = {
+    "matmul": matmul_split_axes,
+    "layer_norm": layer_norm_split_axes,
+    "reduce": reduce_split_axes,
+}

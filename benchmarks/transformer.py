@@ -1,14 +1,13 @@
 """Interpreter float run of the golden transformer encoder against onnxruntime (target <= 5x).
 
-Compiles golden/transformer/model.onnx (made by golden/make_transformer.py) in float mode, then
+Compiles golden/transformer/model.onnx (made by golden/make_transformer.py) in float mode and
 times, in this process, the reference interpreter's run and onnxruntime's run of the same
-sequences (median of `--runs` after a warm-up). First at batch 1: one sequence on each side.
-With `--stack N`, also N sequences: the interpreter runs them as N stacked samples in one run;
-the golden model's batch axis is fixed at 1 (the exporter writes it into the attention's
-reshapes), so onnxruntime runs the same N sequences one after another through one session: the
-same work on both sides, not the same batching. It prints the ratios against onnxruntime with
-default options and with one thread, and the largest output difference; `--profile` prints
-where the batch-1 run spends its time. It asserts nothing.
+sequence at batch 1 (median of `--runs` after a warm-up). With `--stack N` it also compiles
+golden/transformer/model_batch.onnx (the same weights with a dynamic batch axis) for a batch of
+N and times one run of N sequences on both sides: the same batch in the interpreter and in
+onnxruntime. It prints the ratios against onnxruntime with default options and with one
+thread, and the largest output difference; `--profile` prints where the batch-1 run spends its
+time. It asserts nothing.
 
     python benchmarks/transformer.py [--runs 20] [--stack 32] [--profile]
 """
@@ -37,14 +36,14 @@ CASE = ROOT / "golden" / "transformer"
 TARGET_RATIO = 5.0
 
 
-def interpreter_for_case() -> Interpreter:
-    options = CompileOptions(mode="float")
-    result = compile_model(CASE / "model.onnx", options, emit=lambda t: None)
+def interpreter_for(model: Path, batch: int = 1) -> Interpreter:
+    options = CompileOptions(mode="float", batch=batch)
+    result = compile_model(model, options, emit=lambda t: None)
     return Interpreter(decode_image(encode_image(result.program)))
 
 
-def measure(interpreter: Interpreter, tokens: np.ndarray, runs: int) -> None:
-    """Time both sides on `tokens` [N, 16] and print the ratios."""
+def measure(interpreter: Interpreter, model: Path, tokens: np.ndarray, runs: int) -> None:
+    """Time both sides on one batch `tokens` [N, 16] and print the ratios."""
     stacked = stack_inputs(interpreter.program.inputs, {"tokens": tokens}, "inputs")
     outputs: dict[str, np.ndarray] = {}
 
@@ -53,16 +52,12 @@ def measure(interpreter: Interpreter, tokens: np.ndarray, runs: int) -> None:
 
     seconds = median_seconds(run_interpreter, runs)
     print(f"  interpreter run              {1e3 * seconds:8.2f} ms  (median of {runs})")
-    payload = (CASE / "model.onnx").read_bytes()
+    payload = model.read_bytes()
     expected = None
     for label, threads in (("default", None), ("1 thread", 1)):
         session = onnxruntime_session(payload, threads)
-
-        def run_onnxruntime(s=session) -> list:
-            return [s.run(None, {"tokens": row[None]})[0] for row in tokens]
-
-        expected = np.concatenate(run_onnxruntime())
-        reference = median_seconds(run_onnxruntime, runs)
+        expected = session.run(None, {"tokens": tokens})[0]
+        reference = median_seconds(lambda s=session: s.run(None, {"tokens": tokens}), runs)
         print(f"  onnxruntime run, {label:9s}   {1e3 * reference:8.2f} ms  (median of {runs})")
         print(f"  interpreter / ort {label:9s}  {seconds / reference:8.2f}x  (target <= "
               f"{TARGET_RATIO:g}x)")  # fmt: skip
@@ -77,13 +72,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true", help="profile the batch-1 run")
     args = parser.parse_args(argv)
     print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    interpreter = interpreter_for_case()
+    interpreter = interpreter_for(CASE / "model.onnx")
     tokens = np.load(CASE / "eval.npz")["tokens"]
     print("== batch 1 (one sequence)")
-    measure(interpreter, tokens[:1], args.runs)
+    measure(interpreter, CASE / "model.onnx", tokens[:1], args.runs)
     if args.stack:
-        print(f"== {args.stack} sequences (stacked samples; onnxruntime one after another)")
-        measure(interpreter, tokens[: args.stack], args.runs)
+        print(f"== batch {args.stack} (model_batch.onnx; the same batch on both sides)")
+        batched = interpreter_for(CASE / "model_batch.onnx", args.stack)
+        measure(batched, CASE / "model_batch.onnx", tokens[: args.stack], args.runs)
     if args.profile:
         stacked = stack_inputs(interpreter.program.inputs, {"tokens": tokens[:1]}, "inputs")
         profile = cProfile.Profile()

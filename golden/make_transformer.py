@@ -20,6 +20,8 @@ of 64 sequences, one thread, `torch.use_deterministic_algorithms(True)`, seed 0.
 
 Written to `golden/transformer/`:
     model.onnx       the exported model
+    model_batch.onnx the same weights exported with a dynamic batch axis (for
+                     benchmarks/transformer.py, which compiles it for a batch of N sequences)
     inputs.npz       `tokens`: 8 seeded sequences [8, 16] (samples stacked on the batch axis)
     outputs.npz      onnxruntime's `logits` for them [8, 5] (graph optimisations off)
     calib.npz        `tokens`: 64 seeded sequences [64, 16] for int8 calibration
@@ -106,10 +108,12 @@ def build_and_train():
     return model, float(loss.detach())
 
 
-def export(model) -> onnx.ModelProto:
+def export(model, dynamic_batch: bool = False) -> onnx.ModelProto:
+    """The ONNX model, batch axis fixed at 1 or (`dynamic_batch`) named `batch`."""
     import torch
 
     example = torch.from_numpy(sequences(INPUT_SEED, 1))
+    axes = {"tokens": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "model.onnx"
         torch.onnx.export(
@@ -120,6 +124,7 @@ def export(model) -> onnx.ModelProto:
             output_names=["logits"],
             opset_version=17,
             dynamo=False,
+            dynamic_axes=axes,
         )
         proto = onnx.load(path)
     proto.producer_name, proto.producer_version = "s2c-golden", "1"
@@ -163,6 +168,7 @@ def render() -> dict[str, bytes]:
     }
     return {
         "model.onnx": proto.SerializeToString(),
+        "model_batch.onnx": export(model, dynamic_batch=True).SerializeToString(),
         "inputs.npz": npz_bytes({"tokens": tokens}),
         "outputs.npz": npz_bytes({"logits": logits}),
         "calib.npz": npz_bytes({"tokens": sequences(CALIB_SEED, 64)}),

@@ -207,3 +207,16 @@ def test_int8_matmul_of_two_activations_runs_on_the_mac_array_and_counts_its_mac
     assert sum(mac_count(k) for k in kernels) == 2 * 5 * 3 * 8  # output elements x K
     spec = result.machine.chip_spec
     assert all(mac_array_cycles(k, mac_count(k), spec) > 0 for k in kernels)
+
+
+def test_mean_over_positions_too_big_for_one_pe_is_cut_along_its_kept_axes() -> None:
+    # [1, 48, 512] float32 is 96 KiB, more than a PE's data budget: the reduce is cut along the
+    # features it keeps, each slice reading every position of its features.
+    nodes = [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=0, name="pool")]
+    model = _model(nodes, [_value("x", (1, 48, 512))], [_value("y", (1, 512))])
+    graph = load_onnx(model)
+    PassManager(canonicalisation()).run(graph)
+    slices = [s for s in partition(graph, budget=94208).slices if s.layer == "pool"]
+    assert len(slices) > 1 and all(s.spec.opcode == "reduce" for s in slices)
+    assert all(s.spec.inputs[0][1].shape[1] == 48 for s in slices)
+    _check(model, {"x": _random(1, 48, 512)})

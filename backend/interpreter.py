@@ -199,6 +199,11 @@ class Interpreter:
         self.macs = [mac_count(k) for _, k in self.kernels]
         self.deliveries = self._deliver()
         self.fills = [[_fill_plan(port) for port in k.inputs] for _, k in self.kernels]
+        # per kernel: (output key, output dtype, link hops of its packets)
+        self.senders = [
+            (k.output.key, k.output.dtype, self.deliveries[k.output.key].hops)
+            for _, k in self.kernels
+        ]
         self._check_ports()
         self.schedule = firing_schedule([k for _, k in self.kernels], self.params)
         self.spiking = prepare_spiking(self) if program.mode == "snn" else []
@@ -354,6 +359,14 @@ class Interpreter:
         group fills only its first block: every block reads the same inputs)."""
         members = group.members
         first = members[0]
+        if len(members) == 1:  # one kernel alone: the common case, without the group's loops
+            buffers = [_fill(plan, payloads, samples) for plan in self.fills[first]]
+            key, dtype, hops = self.senders[first]
+            part = self.prepared[first](buffers, self.params[first]).astype(dtype, copy=False)
+            payloads[key] = part
+            if counter is not None:
+                counter.fired(first, buffers, part, hops)
+            return
         filled = members[: len(members) // group.units] if group.shared else members
         buffers = self.buffers(filled, payloads, samples)
         if group.shared:
@@ -406,6 +419,8 @@ class FillPlan:
     shape: tuple[int, ...]
     dtype: str
     copies: tuple[tuple[int, tuple[slice, ...], tuple[slice, ...]], ...]
+    # the key of the one sender whose part covers the whole box, else None
+    whole_from: int | None = None
 
 
 def _extent(index: slice) -> int:
@@ -420,16 +435,19 @@ def _fill_plan(port) -> FillPlan:
             copies.append(
                 (source.key, overlap.relative_to(port.box), overlap.relative_to(source.box))
             )
-    return FillPlan(port.box.shape, port.dtype, tuple(copies))
+    whole_from = None
+    if len(copies) == 1:
+        key, target, _ = copies[0]
+        if all(t == slice(0, n) for t, n in zip(target, port.box.shape)):
+            whole_from = key
+    return FillPlan(port.box.shape, port.dtype, tuple(copies), whole_from)
 
 
 def _fill(plan: FillPlan, payloads: dict[int, np.ndarray], samples: int) -> np.ndarray:
     """The port's buffer: each sender's payload part written where it belongs."""
-    if len(plan.copies) == 1:
-        key, target, _ = plan.copies[0]
-        whole = all(t == slice(0, n) for t, n in zip(target, plan.shape))
-        payload = payloads[key]
-        if whole and payload.shape[1:] == plan.shape:
+    if plan.whole_from is not None:
+        payload = payloads[plan.whole_from]
+        if payload.shape[1:] == plan.shape:
             return payload
     buffer = np.empty((samples, *plan.shape), dtype=plan.dtype)
     _fill_into(plan, payloads, buffer)

@@ -56,11 +56,21 @@ def _check_ids(kernel, indices: np.ndarray) -> None:
     value = int(indices[where])
     box_start = kernel.inputs[-1].box.start
     position = tuple(p + s for p, s in zip(where[1:], box_start))
-    name = kernel.attrs.get("indices_input", "") or f"indices of {kernel.layer}"
+    name = kernel.attrs.get("indices_input", "") or f"indices of {kernel.kernel.layer}"
     raise InputError(
         f"input '{name}': value {value} at position {position} (sample {where[0]}) is outside"
         f" the compiled table of {rows} rows (0..{rows - 1})"
     )
+
+
+def _check_local_indices(kernel, indices: np.ndarray, rows: int) -> None:
+    """Constant indices (from the image) must address the data box: else the image is bad."""
+    if indices.size and (indices.min() < 0 or indices.max() >= rows):
+        raise InputError(
+            f"image: kernel {kernel.kernel.layer}#{kernel.kernel.slice_index} (gather): "
+            f"parameter 'operand1' holds indices {int(indices.min())}..{int(indices.max())}, "
+            f"outside the data box's {rows} rows"
+        )
 
 
 def gather(kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
@@ -74,6 +84,9 @@ def gather(kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     if kernel.attrs.get("int8") and operands[0] >= 0:
         zero, multiplier, shift = kernel.attrs["rescale"]
         data = int8.rescale(data, zero, multiplier, shift, kernel.attrs["output_zero_point"])
+    if operands[1] < 0 and "indices_checked" not in kernel.cache:
+        _check_local_indices(kernel, indices, data.shape[axis + 1])
+        kernel.cache["indices_checked"] = np.ones(1)
     if operands[0] < 0:  # constant table: one take for every sample at once
         y = np.take(data[0], indices[0] if operands[1] < 0 else indices, axis=axis)
         if operands[1] < 0:

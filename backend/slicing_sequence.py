@@ -1,9 +1,10 @@
-"""Slice rules of sequence-model ops: matmul of two activations, gather, layer_norm.
+"""Slice rules of sequence-model ops: matmul of two activations, gather, layer_norm, reduce.
 
 matmul a[..., M, K] @ b[..., K, N] -> y[..., M, N] (both operands rank >= 2; batch axes
 broadcast): a slice computing out box (batch box, rows m0..m1, columns n0..n1) reads a's batch
 box (broadcast), rows m0..m1 and every K, and b's batch box, every K and columns n0..n1. Both
-operands arrive through the routers as input ports; a constant operand is a parameter.
+operands arrive through the routers as input ports; a constant operand is a parameter. A 1-D
+operand (numpy promotes it and drops an axis) makes the product `whole` kernels.
 
 gather (data, indices, axis a): y[i_<a, j..., i_>a] = data[i_<a, indices[j...], i_>a]. A slice
 reads the indices box of its output's index axes and the data box of its other axes; along
@@ -24,12 +25,19 @@ from __future__ import annotations
 import numpy as np
 
 from backend.program import Box
-from backend.slicing import Layer, SliceSpec, _broadcast_box, _crop, read_operand
+from backend.slicing import Layer, SliceSpec, _broadcast_box, _crop, _whole_inputs, read_operand
+
+
+def _vector_operand(layer: Layer) -> bool:
+    """A 1-D matmul operand (numpy promotes and drops an axis): computed whole."""
+    return min(len(layer.in_shape(0)), len(layer.in_shape(1))) < 2
 
 
 def matmul_split_axes(layer: Layer) -> list[tuple[int, int]]:
     """Columns, then rows, then batch axes (not axis 0)."""
     rank = len(layer.out_shape)
+    if _vector_operand(layer):
+        return [(a, 1) for a in range(1, rank)]
     return [(rank - 1, 1), (rank - 2, 1)] + [(a, 1) for a in range(1, rank - 2)]
 
 
@@ -46,6 +54,8 @@ def _matmul_operand_box(out_box: Box, shape: tuple[int, ...], keep: int) -> Box:
 
 def matmul_rule(layer: Layer, out_box: Box) -> SliceSpec:
     """matmul of two operands (ports or constants) over the slice's rows and columns."""
+    if _vector_operand(layer):
+        return _whole_inputs(layer, out_box)
     inputs: list = []
     params: list = []
     operands: list = []

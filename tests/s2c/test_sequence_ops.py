@@ -220,3 +220,11 @@ def test_mean_over_positions_too_big_for_one_pe_is_cut_along_its_kept_axes() -> 
     assert len(slices) > 1 and all(s.spec.opcode == "reduce" for s in slices)
     assert all(s.spec.inputs[0][1].shape[1] == 48 for s in slices)
     _check(model, {"x": _random(1, 48, 512)})
+
+
+@pytest.mark.parametrize(("a", "b"), [((8,), (2, 8, 3)), ((2, 5, 8), (8,))])
+def test_matmul_with_a_vector_operand_is_computed_whole(a, b) -> None:
+    out = tuple(int(d) for d in np.matmul(np.zeros(a), np.zeros(b)).shape)
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["y"])]
+    model = _model(nodes, [_value("a", a), _value("b", b)], [_value("y", out)])
+    _check(model, {"a": _random(*a), "b": _random(*b, seed=1)})

@@ -418,9 +418,22 @@ def _check_elementwise(d: Descriptor) -> None:
     if regime == "float":  # operand dtypes are the IR op's business (cast, gather, ...)
         d.output_dtype(result.dtype)
         return
-    d.dtypes("int8", "int8")
+    if d.opcode == "where":  # an island: its bool condition is not quantised
+        _where_condition_dtypes(d)
+    else:
+        d.dtypes("int8", "int8")
     if regime == "int8":
         _int8_elementwise(d, operands)
+
+
+def _where_condition_dtypes(d: Descriptor) -> None:
+    """int8 where: ports int8, or bool for the condition (operand 0); the result int8."""
+    operands = d.attr("operands", (0,))
+    for number, (operand, port) in enumerate(zip([o for o in operands if o >= 0], d.kernel.inputs)):
+        expected = "bool" if operand == 0 else "int8"
+        if port.dtype != expected:
+            d.fail(f"input {number} dtype", port.dtype, f"where reads {expected} there")
+    d.output_dtype("int8")
 
 
 def _int8_elementwise(d: Descriptor, operands: list) -> None:

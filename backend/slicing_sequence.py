@@ -25,7 +25,16 @@ from __future__ import annotations
 import numpy as np
 
 from backend.program import Box
-from backend.slicing import Layer, SliceSpec, _broadcast_box, _crop, _whole_inputs, read_operand
+from backend.slicing import (
+    Layer,
+    SliceSpec,
+    _broadcast_box,
+    _crop,
+    _same_box_rule,
+    _whole_inputs,
+    read_operand,
+)
+from ir.errors import UnsupportedError
 
 
 def _vector_operand(layer: Layer) -> bool:
@@ -146,7 +155,22 @@ def reduce_rule(layer: Layer, out_box: Box) -> SliceSpec:
     return SliceSpec("reduce", attrs, out_box, [(0, Box(start, stop))])
 
 
+def comparison_rule(layer: Layer, out_box: Box) -> SliceSpec:
+    """equal, less: element-wise on float operands; a comparison of int8 activations (whose
+    bool result has no quantisation to carry it) is refused."""
+    quantised = [v.name for v in layer.node.inputs if v.type.dtype == "int8"]
+    if quantised:
+        raise UnsupportedError(
+            f"'{layer.node.name}' ({layer.op}): comparing the int8 activation '{quantised[0]}' "
+            "is not supported in int8 mode (comparisons of constants fold at compile time); "
+            "compile with --mode float"
+        )
+    return _same_box_rule(layer, out_box)
+
+
 RULES = {
+    "equal": comparison_rule,
+    "less": comparison_rule,
     "matmul": matmul_rule,
     "gather": gather_rule,
     "layer_norm": layer_norm_rule,

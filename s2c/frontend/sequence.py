@@ -1,7 +1,7 @@
 """Ops of sequence models: LayerNormalization, Where, Equal and Less.
 
 LayerNormalization (opset 17) normalises over the axes `axis`..rank-1 (a negative axis counts
-from the end) with a scale and an optional bias; its optional Mean and InvStdDev results are
+from the end) with a constant scale and an optional constant bias; its optional Mean and InvStdDev results are
 training outputs and unsupported when used, and only stash_type 1 (float statistics) exists.
 Where, Equal and Less become the IR ops of the same name; on constant operands they are
 folded before they reach these handlers, as is the index arithmetic exporters build around
@@ -21,6 +21,9 @@ def lower_layer_norm(ctx: NodeContext) -> list[Result]:
         ctx.unsupported("the Mean and InvStdDev results (training outputs) are not supported")
     if int(ctx.attr("stash_type", 1)) != 1:
         ctx.unsupported(f"stash_type {ctx.attr('stash_type')} is not supported (only 1, float)")
+    for index, what in ((1, "scale"), (2, "bias")):
+        if ctx.has_input(index):
+            ctx.require_constant(index, what)
     rank = len(ctx.input_shape(0))
     axis = ctx.normalise_axis(int(ctx.attr("axis", -1)), rank)
     attrs = {"axis": axis, "epsilon": float(ctx.attr("epsilon", 1e-5))}

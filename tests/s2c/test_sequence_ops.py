@@ -15,7 +15,7 @@ from backend.cost import mac_array_cycles
 from backend.image import encode_image
 from backend.partition import partition
 from backend.stats import mac_count
-from ir.errors import InputError
+from ir.errors import InputError, UnsupportedError
 from passes.base import PassManager
 from passes.pipeline import canonicalisation
 from s2c.driver import CompileOptions, compile_model
@@ -228,3 +228,31 @@ def test_matmul_with_a_vector_operand_is_computed_whole(a, b) -> None:
     nodes = [helper.make_node("MatMul", ["a", "b"], ["y"])]
     model = _model(nodes, [_value("a", a), _value("b", b)], [_value("y", out)])
     _check(model, {"a": _random(*a), "b": _random(*b, seed=1)})
+
+
+def test_gather_of_an_activation_at_indices_that_arrive_as_an_input() -> None:
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Gather", ["r", "ids"], ["y"], axis=1),
+    ]
+    inputs = [_value("x", (2, 7, 3)), _value("ids", (4,), TensorProto.INT64)]
+    model = _model(nodes, inputs, [_value("y", (2, 4, 3))])
+    _check(model, {"x": _random(2, 7, 3), "ids": np.array([6, 0, -2, 3], np.int64)})
+
+
+def test_layer_normalization_with_a_scale_computed_at_run_time_is_unsupported() -> None:
+    node = helper.make_node("LayerNormalization", ["x", "s"], ["y"], name="norm")
+    model = _model([node], [_value("x", (1, 4, 8)), _value("s", (8,))], [_value("y", (1, 4, 8))])
+    with pytest.raises(UnsupportedError, match="'norm'.*scale operand is not a compile-time"):
+        load_onnx(model)
+
+
+def test_comparing_int8_activations_is_refused_in_int8_mode() -> None:
+    nodes = [
+        helper.make_node("Less", ["x", "zero"], ["negative"], name="sign"),
+        helper.make_node("Where", ["negative", "zero", "x"], ["y"]),
+    ]
+    inits = [_init("zero", np.array(0.0, np.float32))]
+    model = _model(nodes, [_value("x", (1, 5))], [_value("y", (1, 5))], inits)
+    with pytest.raises(UnsupportedError, match="'sign' \\(less\\): comparing the int8"):
+        _compile(model, mode="int8")

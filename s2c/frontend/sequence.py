@@ -1,8 +1,9 @@
 """Ops of sequence models: LayerNormalization, Where, Equal and Less.
 
 LayerNormalization (opset 17) normalises over the axes `axis`..rank-1 (a negative axis counts
-from the end) with a constant scale and an optional constant bias; its optional Mean and InvStdDev results are
-training outputs and unsupported when used, and only stash_type 1 (float statistics) exists.
+from the end) with a constant scale and an optional constant bias; its optional Mean and
+InvStdDev results are training outputs and unsupported when used, and only stash_type 1
+(float statistics) exists.
 Where, Equal and Less become the IR ops of the same name; on constant operands they are
 folded before they reach these handlers, as is the index arithmetic exporters build around
 attention (Shape, Gather, Mod, Div, Concat, Unsqueeze).

@@ -243,7 +243,7 @@ def test_gather_of_an_activation_at_indices_that_arrive_as_an_input() -> None:
 def test_layer_normalization_with_a_scale_computed_at_run_time_is_unsupported() -> None:
     node = helper.make_node("LayerNormalization", ["x", "s"], ["y"], name="norm")
     model = _model([node], [_value("x", (1, 4, 8)), _value("s", (8,))], [_value("y", (1, 4, 8))])
-    with pytest.raises(UnsupportedError, match="'norm'.*scale operand is not a compile-time"):
+    with pytest.raises(UnsupportedError, match=r"'norm'.*scale operand is not a compile-time"):
         load_onnx(model)
 
 
@@ -254,5 +254,5 @@ def test_comparing_int8_activations_is_refused_in_int8_mode() -> None:
     ]
     inits = [_init("zero", np.array(0.0, np.float32))]
     model = _model(nodes, [_value("x", (1, 5))], [_value("y", (1, 5))], inits)
-    with pytest.raises(UnsupportedError, match="'sign' \\(less\\): comparing the int8"):
+    with pytest.raises(UnsupportedError, match=r"'sign' \(less\): comparing the int8"):
         _compile(model, mode="int8")

@@ -7,6 +7,7 @@ from passes.base import Pass
 from passes.constant_fold import ConstantFold
 from passes.dead_code import DeadCode
 from passes.fold_batchnorm import DecomposeBatchNorm, FoldBatchNorm
+from passes.fold_movement import FoldMovement
 from passes.fuse_activation import FuseActivation
 from passes.fuse_layer_norm import FuseLayerNorm
 from passes.lower_split import LowerSplit
@@ -18,11 +19,12 @@ CLAMPS = frozenset({"relu", "clip"})
 
 
 def canonicalisation(mode: str = "float") -> list[Pass]:
-    """Folding, identity removal, layer-norm and BatchNorm folding, fusion, dead code, split
-    lowering."""
+    """Folding, identity removal, movement chains, layer-norm and BatchNorm folding, fusion,
+    dead code, split lowering."""
     return [
         ConstantFold(),
         RemoveIdentity(),
+        FoldMovement(),
         FuseLayerNorm(),
         FoldBatchNorm(),
         DecomposeBatchNorm(),

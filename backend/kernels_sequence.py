@@ -14,16 +14,21 @@ Arrays carry the leading samples axis S (see `backend.kernels`); parameters do n
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from backend import kernels_int8 as int8
 from ir.errors import InputError
 from ir.reference import evaluate
 
+if TYPE_CHECKING:
+    from backend.kernels import PreparedKernel
+
 ACCUMULATE = np.float64
 
 
-def _operands(kernel, inputs: list, params: dict) -> list[np.ndarray]:
+def _operands(kernel: PreparedKernel, inputs: list, params: dict) -> list[np.ndarray]:
     """Operands in IR order: ports keep their samples axis, parameters get a unit one."""
     ports = iter(inputs)
     return [
@@ -37,7 +42,7 @@ def _aligned(array: np.ndarray, rank: int) -> np.ndarray:
     return array.reshape(array.shape[0], *([1] * (rank + 1 - array.ndim)), *array.shape[1:])
 
 
-def matmul(kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def matmul(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """a @ b per sample (batch axes broadcast), float64 sums rounded once, or int8."""
     rank = len(kernel.out_shape)
     a, b = (_aligned(x, rank) for x in _operands(kernel, inputs, params))
@@ -47,7 +52,7 @@ def matmul(kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     return np.broadcast_to(y, (samples, *kernel.out_shape)).copy()
 
 
-def _check_ids(kernel, indices: np.ndarray) -> None:
+def _check_ids(kernel: PreparedKernel, indices: np.ndarray) -> None:
     rows = int(kernel.attrs["rows"])
     bad = np.argwhere((indices < -rows) | (indices >= rows))
     if bad.size == 0:
@@ -63,7 +68,7 @@ def _check_ids(kernel, indices: np.ndarray) -> None:
     )
 
 
-def _check_local_indices(kernel, indices: np.ndarray, rows: int) -> None:
+def _check_local_indices(kernel: PreparedKernel, indices: np.ndarray, rows: int) -> None:
     """Constant indices (from the image) must address the data box: else the image is bad."""
     if indices.size and (indices.min() < 0 or indices.max() >= rows):
         raise InputError(
@@ -73,7 +78,7 @@ def _check_local_indices(kernel, indices: np.ndarray, rows: int) -> None:
         )
 
 
-def gather(kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def gather(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """take(data, indices, axis) per sample; a constant table is shared by all samples."""
     axis = int(kernel.attrs["axis"])
     operands = kernel.attrs["operands"]
@@ -97,14 +102,14 @@ def gather(kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     return np.stack([np.take(data[s], indices[s], axis=axis) for s in range(samples)])
 
 
-def layer_norm(kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def layer_norm(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Layer normalisation of each sample's box over its trailing axes."""
     attrs = dict(kernel.attrs, axis=int(kernel.attrs["axis"]) + 1)
     operands = [inputs[0], params["scale"]] + ([params["bias"]] if "bias" in params else [])
     return evaluate("layer_norm", attrs, operands)[0]
 
 
-def reduce(kernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+def reduce(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """The reduction of each sample's box."""
     axes = tuple(int(a) + 1 for a in kernel.attrs["axes"])
     return evaluate("reduce", dict(kernel.attrs, axes=axes), [inputs[0]])[0]

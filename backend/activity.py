@@ -112,35 +112,46 @@ class SparsityPlan:
 
 
 class SparsityCounter:
-    """Counts a run's firings; one per run."""
+    """Counts a run's firings; one per run. A firing is recorded as a few numbers and the
+    per-layer counts are summed when `stats` is read (once, after the run)."""
 
     def __init__(self, plan: SparsityPlan, events: bool):
         self.plan = plan
         self.kernels = plan.kernels
         self.events = events
-        self.stats = SparsityStats(events, *plan.weight_bytes)
+        # per firing: (kernel index, samples, output elements, zeros, packets sent, MACs done)
+        self.firings: list[tuple[int, int, int, int, int, int]] = []
         self.packets = 0  # packets the kernels sent
         self.link_hops = 0  # and their chip-to-chip hops
 
     def fired(self, index: int, inputs: list[np.ndarray], output: np.ndarray, hops: int) -> None:
         """Count one kernel's firing on S samples: its input buffers, its output, and the
         link hops of each of its packets."""
-        kernel = self.kernels[index]
         samples = output.shape[0]
-        zero, packets, macs, _ = self.plan.statics[index]
+        zero, packets, _, stored = self.plan.statics[index]
         zeros = int(np.count_nonzero(output == zero))
         sent = output.size - zeros if self.events else packets * samples
         self.packets += sent
         self.link_hops += sent * hops
-        layer = self.stats.per_layer.get(kernel.layer)
-        if layer is None:
-            layer = self.stats.per_layer[kernel.layer] = LayerSparsity()
-        layer.activation_elements += output.size
-        layer.activation_zeros += zeros
-        layer.packets_dense += packets * samples
-        layer.packets_sent += sent
-        layer.macs_dense += macs * samples
-        layer.macs_performed += self._performed(index, inputs, samples)
+        performed = self._performed(index, inputs, samples) if self.events else stored * samples
+        self.firings.append((index, samples, output.size, zeros, sent, performed))
+
+    @property
+    def stats(self) -> SparsityStats:
+        """The run's counts per layer (each firing added to its kernel's layer)."""
+        stats = SparsityStats(self.events, *self.plan.weight_bytes)
+        for index, samples, elements, zeros, sent, performed in self.firings:
+            _, packets, macs, _ = self.plan.statics[index]
+            layer = stats.per_layer.get(self.kernels[index].layer)
+            if layer is None:
+                layer = stats.per_layer[self.kernels[index].layer] = LayerSparsity()
+            layer.activation_elements += elements
+            layer.activation_zeros += zeros
+            layer.packets_dense += packets * samples
+            layer.packets_sent += sent
+            layer.macs_dense += macs * samples
+            layer.macs_performed += performed
+        return stats
 
     def _performed(self, index: int, inputs: list[np.ndarray], samples: int) -> int:
         kernel = self.kernels[index]

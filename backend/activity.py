@@ -104,45 +104,81 @@ def image_weight_bytes(kernels: list[Kernel]) -> tuple[int, int]:
     return sum(d for d, _ in pairs), sum(s for _, s in pairs)
 
 
-class SparsityCounter:
-    """Counts a run's firings; one per run."""
+class SparsityPlan:
+    """What the counts of an image's firings need that the image fixes: weight bytes, stored
+    weights per synaptic row, and per kernel its zero value, packets per sample and dense and
+    performed MACs per sample. Built once per interpreter."""
 
     def __init__(self, kernels: list[Kernel], params: list[dict[str, np.ndarray]]):
         self.kernels = kernels
-        self.stats = SparsityStats(event_layers(kernels), *image_weight_bytes(kernels))
+        self.event_layers = event_layers(kernels)
+        self.weight_bytes = image_weight_bytes(kernels)
         self.row_counts = [_row_counts(k, p) for k, p in zip(kernels, params)]
+        # per kernel: (zero value, sends events, packets per sample sent packed / as its key
+        # block says, packed packets per sample, dense MACs, MACs with the stored weights)
+        self.statics = [
+            (
+                k.attrs.get("event_zero", 0),
+                "event_zero" in k.attrs,
+                k.output.packet_count,
+                packed_packets(k),
+                dense_mac_count(k),
+                mac_count(k),
+            )
+            for k in kernels
+        ]
+
+
+class SparsityCounter:
+    """Counts a run's firings; one per run. A firing is recorded as a few numbers and the
+    per-layer counts are summed when `stats` is read (once, after the run)."""
+
+    def __init__(self, plan: SparsityPlan):
+        self.plan = plan
+        self.kernels = plan.kernels
+        # per firing: (kernel index, samples, output elements, zeros, packets sent, MACs done)
+        self.firings: list[tuple[int, int, int, int, int, int]] = []
         self.packets = 0  # packets the kernels sent
         self.link_hops = 0  # and their chip-to-chip hops
 
     def fired(self, index: int, inputs: list[np.ndarray], output: np.ndarray, hops: int) -> None:
         """Count one kernel's firing on S samples: its input buffers, its output, and the
         link hops of each of its packets."""
-        kernel = self.kernels[index]
         samples = output.shape[0]
-        zero = kernel.attrs.get("event_zero", 0)
-        counts = LayerSparsity(
-            activation_elements=output.size,
-            activation_zeros=int(np.count_nonzero(output == zero)),
-            packets_elements=output.size,
-            packets_packed=packed_packets(kernel) * samples,
-            macs_dense=dense_mac_count(kernel) * samples,
-        )
-        sent = counts.activation_elements - counts.activation_zeros
-        events = "event_zero" in kernel.attrs
-        counts.packets_sent = sent if events else kernel.output.packet_count * samples
-        counts.macs_performed = self._performed(index, inputs, samples)
-        self.packets += counts.packets_sent
-        self.link_hops += counts.packets_sent * hops
-        self.stats.per_layer.setdefault(kernel.layer, LayerSparsity()).add(counts)
+        zero, events, packets, _, _, _ = self.plan.statics[index]
+        zeros = int(np.count_nonzero(output == zero))
+        sent = output.size - zeros if events else packets * samples
+        self.packets += sent
+        self.link_hops += sent * hops
+        performed = self._performed(index, inputs, samples)
+        self.firings.append((index, samples, output.size, zeros, sent, performed))
+
+    @property
+    def stats(self) -> SparsityStats:
+        """The run's counts per layer (each firing added to its kernel's layer)."""
+        stats = SparsityStats(self.plan.event_layers, *self.plan.weight_bytes)
+        for index, samples, elements, zeros, sent, performed in self.firings:
+            _, _, _, packed, macs, _ = self.plan.statics[index]
+            layer = stats.per_layer.get(self.kernels[index].layer)
+            if layer is None:
+                layer = stats.per_layer[self.kernels[index].layer] = LayerSparsity()
+            layer.activation_elements += elements
+            layer.activation_zeros += zeros
+            layer.packets_elements += elements
+            layer.packets_packed += packed * samples
+            layer.packets_sent += sent
+            layer.macs_dense += macs * samples
+            layer.macs_performed += performed
+        return stats
 
     def _performed(self, index: int, inputs: list[np.ndarray], samples: int) -> int:
         kernel = self.kernels[index]
-        stored = mac_count(kernel) * samples
+        stored = self.plan.statics[index][5] * samples
         if "event_input_zeros" not in kernel.attrs or stored == 0 or not inputs:
             return stored
         zero = kernel.attrs.get("event_input_zeros", (0,))[0]
         arrived = inputs[0] != zero
-        rows = self.row_counts[index]
+        rows = self.plan.row_counts[index]
         if rows is not None:  # dense: the stored row of every input that arrived
             return int(arrived.reshape(-1, rows.size).sum(axis=0) @ rows)
         return stored * int(np.count_nonzero(arrived)) // max(arrived.size, 1)

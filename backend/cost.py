@@ -61,7 +61,7 @@ from backend.timing import Routes, critical_path
 EXPONENTIAL = frozenset(
     {"softmax", "sigmoid", "tanh", "exp", "log", "elu", "selu", "celu", "softplus", "gelu", "erf"}
 )
-MAC_ARRAY_OPCODES = ("conv", "dense")
+MAC_ARRAY_OPCODES = ("conv", "dense", "matmul")
 
 
 @dataclass(frozen=True)
@@ -213,14 +213,17 @@ def _layer_dict(layer: LayerCost) -> dict:
 
 # -- per slice ----------------------------------------------------------------------------------
 def mac_array_cycles(kernel: Kernel, macs: int, spec: ChipSpec) -> float:
-    """MACs / (MACs per cycle x utilisation) for int8 conv and dense; 0 for everything else."""
+    """MACs / (MACs per cycle x utilisation) for int8 conv, dense, matmul and gru / lstm gates;
+    0 for everything else."""
     if kernel.opcode in RECURRENT_OPCODES and kernel.attrs.get("int8"):
         return macs / (spec.macs_per_pe * spec.mac_utilisation_dense)
-    if kernel.opcode not in MAC_ARRAY_OPCODES or not _int8_weights(kernel):
+    if kernel.opcode not in MAC_ARRAY_OPCODES or not _on_mac_array(kernel):
         return 0.0
     utilisation = spec.mac_utilisation_conv
     if kernel.opcode == "dense":
         utilisation = spec.mac_utilisation_dense
+    if kernel.opcode == "matmul":
+        utilisation = spec.mac_utilisation_matmul
     return macs / (spec.macs_per_pe * utilisation)
 
 
@@ -233,7 +236,7 @@ def arm_cycles(kernel: Kernel, macs: int, spec: ChipSpec) -> float:
         gate_values = out * GATES[kernel.opcode]
         return fp32 + gate_values * (per_element + spec.exp_cycles)
     if kernel.opcode in MAC_ARRAY_OPCODES:
-        fp32 = 0.0 if _int8_weights(kernel) else macs * spec.arm_cycles_per_fp32_mac
+        fp32 = 0.0 if _on_mac_array(kernel) else macs * spec.arm_cycles_per_fp32_mac
         return fp32 + out * per_element
     read = sum(port.box.size for port in kernel.inputs)
     cycles = (read + out) * per_element
@@ -244,7 +247,10 @@ def arm_cycles(kernel: Kernel, macs: int, spec: ChipSpec) -> float:
     return cycles
 
 
-def _int8_weights(kernel: Kernel) -> bool:
+def _on_mac_array(kernel: Kernel) -> bool:
+    """int8 conv and dense (int8 weights) and int8 matmul (both operands int8) use the array."""
+    if kernel.opcode == "matmul":
+        return bool(kernel.attrs.get("int8"))
     return any(p.role in ("weight", "weight_values") and p.dtype == "int8" for p in kernel.params)
 
 

@@ -420,9 +420,22 @@ def _check_elementwise(d: Descriptor) -> None:
     if regime == "float":  # operand dtypes are the IR op's business (cast, gather, ...)
         d.output_dtype(result.dtype)
         return
-    d.dtypes("int8", "int8")
+    if d.opcode == "where":  # an island: its bool condition is not quantised
+        _where_condition_dtypes(d)
+    else:
+        d.dtypes("int8", "int8")
     if regime == "int8":
         _int8_elementwise(d, operands)
+
+
+def _where_condition_dtypes(d: Descriptor) -> None:
+    """int8 where: ports int8, or bool for the condition (operand 0); the result int8."""
+    operands = d.attr("operands", (0,))
+    for number, (operand, port) in enumerate(zip([o for o in operands if o >= 0], d.kernel.inputs)):
+        expected = "bool" if operand == 0 else "int8"
+        if port.dtype != expected:
+            d.fail(f"input {number} dtype", port.dtype, f"where reads {expected} there")
+    d.output_dtype("int8")
 
 
 def _int8_elementwise(d: Descriptor, operands: list) -> None:
@@ -470,7 +483,7 @@ def _check_spiking(d: Descriptor) -> None:
 
 
 ELEMENTWISE_OPS = ("add", "sub", "mul", "div", "max", "min", "pow", "prelu", "activation", "cast",
-                   "identity", "dropout")  # fmt: skip
+                   "identity", "dropout", "where", "equal", "less")  # fmt: skip
 
 # opcode -> its rule. A new opcode family is one more function above and its entries here.
 CHECKS: dict[str, Callable[[Descriptor], None]] = {
@@ -491,3 +504,8 @@ CHECKS: dict[str, Callable[[Descriptor], None]] = {
     **{op: _check_elementwise for op in ELEMENTWISE_OPS},
     **{op: _check_spiking for op in SPIKING_OPCODES},
 }
+
+# Sequence-model opcodes (matmul of activations, gather, layer_norm) have their own module.
+from backend.descriptor_rules_sequence import CHECKS as _SEQUENCE_CHECKS  # noqa: E402
+
+CHECKS.update(_SEQUENCE_CHECKS)

@@ -105,9 +105,11 @@ class ChipSpec:
     # the chip power range).
     measured_tops: float = 4.56
     # MAC-array utilisation seen on real chips (P26, E2E) [S]: 16-19 % for fully connected
-    # layers, 22-50 % for convolutions; the defaults are the middle of each range.
+    # layers, 22-50 % for convolutions; the defaults are the middle of each range; 78 % for a
+    # transformer's matmul of two activations.
     mac_utilisation_dense: float = 0.175
     mac_utilisation_conv: float = 0.36
+    mac_utilisation_matmul: float = 0.78
     # ARM Cortex-M4F work, per the Cortex-M4 instruction timings [A]: an fp32 multiply-accumulate
     # is VLDR (1, pipelined) + VFMA.F32 (3); an element-wise step is load, operate, store; a
     # multicast packet costs its send or its receive interrupt.
@@ -160,7 +162,7 @@ class ChipSpec:
     def _check_fractions(self) -> None:
         if self.dma_alignment_bytes == 0:
             raise InputError("machine field 'dma_alignment_bytes' must be positive, got 0")
-        for name in ("mac_utilisation_dense", "mac_utilisation_conv"):
+        for name in ("mac_utilisation_dense", "mac_utilisation_conv", "mac_utilisation_matmul"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise InputError(f"machine field '{name}' must be in (0, 1], got {value}")

@@ -22,13 +22,14 @@ samples axis so that a stack of inputs runs as independent inferences in one pas
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
-from backend.activity import SparsityCounter, SparsityStats
+from backend.activity import SparsityCounter, SparsityPlan, SparsityStats
 from backend.descriptor_check import check_descriptors
 from backend.hardware import Machine
 from backend.kernels import ACCUMULATE, PreparedKernel
@@ -115,6 +116,13 @@ class RunStats:
         }
 
 
+@functools.cache
+def blas_controller() -> ThreadpoolController:
+    """One controller of the process's thread pools: finding the BLAS libraries scans the
+    loaded shared objects (milliseconds), which a run should not pay each time."""
+    return ThreadpoolController()
+
+
 def _sram_blocks(program: Program, machine: Machine) -> dict[PECoord, list[tuple[int, bytes]]]:
     """Each PE's initial SRAM content as sorted (address, bytes) blocks, checked against SRAM."""
     size = machine.chip_spec.sram_bytes
@@ -189,9 +197,15 @@ class Interpreter:
             for pe, k in self.kernels
         ]
         self.prepared = [PreparedKernel(k) for _, k in self.kernels]
+        self.sparsity_plan = SparsityPlan([k for _, k in self.kernels], self.params)
         self.macs = [mac_count(k) for _, k in self.kernels]
         self.deliveries = self._deliver()
         self.fills = [[_fill_plan(port) for port in k.inputs] for _, k in self.kernels]
+        # per kernel: (output key, output dtype, link hops of its packets)
+        self.senders = [
+            (k.output.key, k.output.dtype, self.deliveries[k.output.key].hops)
+            for _, k in self.kernels
+        ]
         self._check_ports()
         self.schedule = firing_schedule([k for _, k in self.kernels], self.params)
         self.spiking = prepare_spiking(self) if program.mode == "snn" else []
@@ -277,7 +291,7 @@ class Interpreter:
         """
         if self.program.mode == "snn":
             return self.run_spiking(inputs)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with blas_controller().limit(limits=1, user_api="blas"):
             return self._run(inputs)
 
     def run_spiking(
@@ -286,7 +300,7 @@ class Interpreter:
         """Run an snn image for its T timesteps (`backend.snn_interpreter`)."""
         samples = next(iter(inputs.values())).shape[0] if inputs else 1
         run = SpikingRun(self, samples)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with blas_controller().limit(limits=1, user_api="blas"):
             outputs = run.run(inputs)
         return outputs, run.stats
 
@@ -302,7 +316,7 @@ class Interpreter:
                 payloads[key] = np.ascontiguousarray(
                     data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
                 )
-        counter = SparsityCounter([k for _, k in self.kernels], self.params)
+        counter = SparsityCounter(self.sparsity_plan)
         for group in self.schedule:
             self._fire(group, payloads, samples, counter)
         outputs = {
@@ -349,6 +363,14 @@ class Interpreter:
         first = members[0]
         if self.kernels[first][1].opcode in RECURRENT_OPCODES:
             self._fire_recurrent(members, payloads, samples, counter)
+            return
+        if len(members) == 1:  # one kernel alone: the common case, without the group's loops
+            buffers = [_fill(plan, payloads, samples) for plan in self.fills[first]]
+            key, dtype, hops = self.senders[first]
+            part = self.prepared[first](buffers, self.params[first]).astype(dtype, copy=False)
+            payloads[key] = part
+            if counter is not None:
+                counter.fired(first, buffers, part, hops)
             return
         filled = members[: len(members) // group.units] if group.shared else members
         buffers = self.buffers(filled, payloads, samples)
@@ -436,6 +458,8 @@ class FillPlan:
     shape: tuple[int, ...]
     dtype: str
     copies: tuple[tuple[int, tuple[slice, ...], tuple[slice, ...]], ...]
+    # the key of the one sender whose part covers the whole box, else None
+    whole_from: int | None = None
 
 
 def _extent(index: slice) -> int:
@@ -450,16 +474,19 @@ def _fill_plan(port) -> FillPlan:
             copies.append(
                 (source.key, overlap.relative_to(port.box), overlap.relative_to(source.box))
             )
-    return FillPlan(port.box.shape, port.dtype, tuple(copies))
+    whole_from = None
+    if len(copies) == 1:
+        key, target, _ = copies[0]
+        if all(t == slice(0, n) for t, n in zip(target, port.box.shape)):
+            whole_from = key
+    return FillPlan(port.box.shape, port.dtype, tuple(copies), whole_from)
 
 
 def _fill(plan: FillPlan, payloads: dict[int, np.ndarray], samples: int) -> np.ndarray:
     """The port's buffer: each sender's payload part written where it belongs."""
-    if len(plan.copies) == 1:
-        key, target, _ = plan.copies[0]
-        whole = all(t == slice(0, n) for t, n in zip(target, plan.shape))
-        payload = payloads[key]
-        if whole and payload.shape[1:] == plan.shape:
+    if plan.whole_from is not None:
+        payload = payloads[plan.whole_from]
+        if payload.shape[1:] == plan.shape:
             return payload
     buffer = np.empty((samples, *plan.shape), dtype=plan.dtype)
     _fill_into(plan, payloads, buffer)

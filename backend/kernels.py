@@ -45,6 +45,7 @@ class PreparedKernel:
         self.inputs = kernel.inputs
         self._wide: list[np.ndarray] | None = None
         self.int8_cache: dict[str, np.ndarray] = {}  # int8 conv/dense: the converted weight
+        self.cache: dict[str, np.ndarray] = {}  # arrays a handler derives once from attributes
 
     def wide(self, params: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Weight (and bias) in the accumulation type (float64), converted once."""
@@ -101,7 +102,9 @@ class PreparedKernel:
         operands = attrs.get("operands", tuple(range(len(inputs))))
         ports = [o for o in operands if o >= 0] or list(range(len(inputs)))
         floats = [
-            int8.to_float(x, attrs["input_scales"][o], attrs["input_zero_points"][o])
+            x
+            if x.dtype == np.bool_  # a condition (where) is not quantised
+            else int8.to_float(x, attrs["input_scales"][o], attrs["input_zero_points"][o])
             for x, o in zip(inputs, ports)
         ]
         result = self.handler(self, floats, params, samples)
@@ -261,11 +264,15 @@ def reshape_sources(
 
 
 def _reshape(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    """Gather each output element from the input box by its row-major position."""
+    """Gather each output element from the input box by its row-major position (the positions
+    are found once per kernel)."""
     out_box = kernel.output.box
     in_box = kernel.inputs[0].box
-    coords = reshape_sources(out_box, kernel.attrs["in_shape"], kernel.attrs["out_shape"])
-    local = np.ravel_multi_index([c - s for c, s in zip(coords, in_box.start)], in_box.shape)
+    local = kernel.cache.get("reshape")
+    if local is None:
+        coords = reshape_sources(out_box, kernel.attrs["in_shape"], kernel.attrs["out_shape"])
+        local = np.ravel_multi_index([c - s for c, s in zip(coords, in_box.start)], in_box.shape)
+        kernel.cache["reshape"] = local
     x = inputs[0].reshape(samples, -1)
     return x[:, local].reshape(samples, *out_box.shape)
 
@@ -422,3 +429,8 @@ _HANDLERS = {
     "whole": _whole,
     "lookup": _lookup,
 }
+
+# Sequence-model kernels (matmul of activations, gather, layer_norm) have their own module.
+from backend.kernels_sequence import HANDLERS as _SEQUENCE_HANDLERS  # noqa: E402
+
+_HANDLERS.update(_SEQUENCE_HANDLERS)

@@ -158,3 +158,14 @@ def to_float(q: np.ndarray, scale: float, zero: int) -> np.ndarray:
 
 def to_int8(x: np.ndarray, scale: float, zero: int) -> np.ndarray:
     return quantise(x, scale, zero)
+
+
+def matmul(attrs: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Both operands int8 on the MAC array: acc = sum_k (a - z_a)(b - z_b) (int32; float64
+    products of integers below 2^53 are exact), y = clamp(z_y + mbqm(acc, M, shift)) with
+    M 2^(shift - 31) = s_a s_b / s_y (see docs/numerics.md)."""
+    shifted_a = a.astype(np.float64) - attrs["a_zero_point"]
+    shifted_b = b.astype(np.float64) - attrs["b_zero_point"]
+    acc = np.matmul(shifted_a, shifted_b).astype(np.int64)
+    scaled = mbqm(acc, attrs["multiplier"], attrs["shift"])
+    return np.clip(scaled + attrs["output_zero_point"], INT8_MIN, INT8_MAX).astype(np.int8)

@@ -41,6 +41,8 @@ INTEGER_OPS = frozenset(
         "add",
         "sub",
         "mul",
+        "matmul",
+        "gather",
         "activation",
         "identity",
         "dropout",
@@ -151,7 +153,7 @@ def _binary(layer: Layer, spec: SliceSpec, partial: bool) -> None:
     (a_scale, a_zero), (b_scale, b_zero) = (_params(v.type) for v in layer.node.inputs)
     y_scale, y_zero = _params(layer.node.outputs[0].type)
     spec.attrs.update(a_zero_point=a_zero, b_zero_point=b_zero, output_zero_point=y_zero)
-    if layer.op == "mul":
+    if layer.op in ("mul", "matmul"):  # the product of two operands: M = s_a s_b / s_y
         spec.attrs["multiplier"], spec.attrs["shift"] = quantize_multiplier(
             a_scale * b_scale / y_scale
         )
@@ -169,6 +171,23 @@ def add_rescale(a_scale: float, b_scale: float, y_scale: float):
         quantize_multiplier(b_scale / twice),
         quantize_multiplier(twice / ((1 << 20) * y_scale)),
     )
+
+
+def _gather(layer: Layer, spec: SliceSpec, partial: bool) -> None:
+    """int8 gather takes codes: a constant (float) table is quantised to the result's scale and
+    zero point at compile time; an int8 data operand's codes are rescaled when its parameters
+    differ from the result's (`rescale` = zero point, multiplier, shift)."""
+    y_scale, y_zero = _params(layer.node.outputs[0].type)
+    spec.attrs["output_zero_point"] = y_zero
+    data = layer.node.inputs[0]
+    if data.is_constant:
+        spec.params = [
+            (role, quantise(array, y_scale, y_zero) if role == "operand0" else array)
+            for role, array in spec.params
+        ]
+        return
+    scale, zero = _params(data.type)
+    spec.attrs["rescale"] = (zero, *quantize_multiplier(scale / y_scale))
 
 
 def _lookup_table(layer: Layer, spec: SliceSpec, partial: bool) -> None:
@@ -219,6 +238,8 @@ _HANDLERS = {
     "add": _binary,
     "sub": _binary,
     "mul": _binary,
+    "matmul": _binary,
+    "gather": _gather,
     "activation": _lookup_table,
     "identity": _lookup_table,
     "dropout": _lookup_table,

@@ -97,6 +97,20 @@ def _crop(array: np.ndarray, box: Box) -> np.ndarray:
     return array[tuple(slice(a, b) for a, b in zip(box.start, box.stop))]
 
 
+def read_operand(layer: Layer, index: int, box: Box, into: tuple[list, list, list]) -> None:
+    """Operand `index` read over `box`: an input port, or a constant cropped to `box` as the
+    parameter `operand<index>`; appended to (inputs, params, operands) with its `operands`
+    entry (index for a port, -1 - index for a parameter)."""
+    inputs, params, operands = into
+    value = layer.node.inputs[index]
+    if value.is_constant:
+        params.append((f"operand{index}", _crop(value.constant_data, box)))
+        operands.append(-1 - index)
+    else:
+        inputs.append((index, box))
+        operands.append(index)
+
+
 def _operand(layer: Layer, index: int) -> np.ndarray:
     return layer.node.inputs[index].constant_data
 
@@ -116,8 +130,8 @@ def split_axes(layer: Layer) -> list[tuple[int, int]]:
         return [(rank - 1, 1)] + [(a, 1) for a in range(1, rank - 1)]
     if op == "softmax":
         return [(a, 1) for a in range(1, rank) if a != layer.attrs["axis"]]
-    if op in ("reduce",):
-        return []
+    if op in SEQUENCE_SPLIT_AXES:
+        return SEQUENCE_SPLIT_AXES[op](layer)
     if op in ("gru", "lstm"):
         from backend.recurrent import recurrent_split_axes
 
@@ -358,7 +372,10 @@ def _reshape_rule(layer: Layer, out_box: Box) -> SliceSpec:
 
 def _concat_rule(layer: Layer, out_box: Box) -> SliceSpec:
     axis = layer.attrs["axis"]
-    inputs, params, offsets, operands = [], [], [], []
+    inputs: list[tuple[int, Box]] = []
+    params: list[tuple[str, np.ndarray]] = []
+    operands: list[int] = []
+    offsets: list[int] = []
     offset = 0
     for index, value in enumerate(layer.node.inputs):
         extent = value.type.shape[axis]
@@ -369,12 +386,7 @@ def _concat_rule(layer: Layer, out_box: Box) -> SliceSpec:
             start[axis], stop[axis] = lo - offset, hi - offset
             box = Box(tuple(start), tuple(stop))
             offsets.append(lo - out_box.start[axis])
-            if value.is_constant:
-                params.append((f"operand{index}", _crop(value.constant_data, box)))
-                operands.append(-1 - index)
-            else:
-                inputs.append((index, box))
-                operands.append(index)
+            read_operand(layer, index, box, (inputs, params, operands))
         offset += extent
     attrs = {"axis": axis, "offsets": tuple(offsets), "operands": tuple(operands)}
     return SliceSpec("concat", attrs, out_box, inputs, params)
@@ -442,5 +454,14 @@ for _op in (
     "cast",
     "identity",
     "dropout",
+    "where",
+    "equal",
+    "less",
 ):
     _RULES[_op] = _same_box_rule
+
+# Sequence-model ops (matmul of activations, gather, layer_norm) have their own module.
+from backend.slicing_sequence import RULES as _SEQUENCE_RULES  # noqa: E402
+from backend.slicing_sequence import SPLIT_AXES as SEQUENCE_SPLIT_AXES  # noqa: E402
+
+_RULES.update(_SEQUENCE_RULES)

@@ -32,16 +32,29 @@ def dense_mac_count(kernel: Kernel) -> int:
     """Multiply-accumulates per firing (per sample) with every weight, zero or not.
 
     conv: output elements x (input channels per group x kernel volume);
-    dense: output elements x input features; gru / lstm: steps x batch x the weights of its
-    gates (`backend.recurrent.recurrent_macs`); other kernels: 0 (they run on the ARM core).
+    dense: output elements x input features; matmul: output elements x the inner dimension K;
+    gru / lstm: steps x batch x the weights of its gates (`backend.recurrent.recurrent_macs`);
+    other kernels: 0 (they run on the ARM core).
     """
     if kernel.opcode in RECURRENT_OPCODES:
         return recurrent_macs(kernel)
+    if kernel.opcode == "matmul":
+        return kernel.output.box.size * _matmul_inner(kernel)
     shape = weight_shape(kernel)
     if kernel.opcode not in WEIGHT_OPCODES or shape is None:
         return 0
     out = kernel.output.box.size
     return out * (math.prod(shape[1:]) if kernel.opcode == "conv" else shape[0])
+
+
+def _matmul_inner(kernel: Kernel) -> int:
+    """K of a matmul: the last axis of its first operand (a port, or the parameter operand0)."""
+    operands = kernel.attrs.get("operands", (0,))
+    first = operands[0] if isinstance(operands, tuple) and operands else 0
+    if isinstance(first, int) and first < 0:
+        ref = next((p for p in kernel.params if p.role == "operand0"), None)
+        return ref.shape[-1] if ref is not None and ref.shape else 0
+    return kernel.inputs[0].box.shape[-1] if kernel.inputs and kernel.inputs[0].box.shape else 0
 
 
 def mac_count(kernel: Kernel) -> int:

@@ -263,6 +263,76 @@ def _pool_variants(net: _Net) -> None:
     net.output(net.op("Tanh", [t], out="tanh"), [1, 225, 4])
 
 
+def _layer_norm_decomposed(net: _Net, x: str, width: int) -> str:
+    """ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt, Div, Mul gamma, Add beta (last axis)."""
+    mean = net.op("ReduceMean", [x], axes=[-1])
+    centred = net.op("Sub", [x, mean])
+    square = net.op("Pow", [centred, net.const("ln.two", np.array(2.0, np.float32))])
+    var = net.op("ReduceMean", [square], axes=[-1])
+    eps = net.const("ln.eps", np.array(1e-5, np.float32))
+    normalised = net.op("Div", [centred, net.op("Sqrt", [net.op("Add", [var, eps])])])
+    gamma = net.const("ln.gamma", (1 + net.small((width,))).astype(np.float32))
+    return net.op(
+        "Add", [net.op("Mul", [normalised, gamma]), net.const("ln.beta", net.small((width,)))]
+    )
+
+
+def _sequence_block(net: _Net) -> None:
+    # x [1, 8, 16] -> MatMul + bias -> decomposed layer norm -> Gelu as exporters write it at
+    # opset 17 (erf form on one half of the features, tanh approximation on the other) ->
+    # Where with a constant mask (attention-style masking) -> plus the Expand of the mean over
+    # positions.
+    x = net.input("input", [1, 8, 16])
+    weight = net.const("proj.weight", net.he((16, 16), 16))
+    h = net.op("Add", [net.op("MatMul", [x, weight]), net.const("proj.bias", net.small((16,)))])
+    h = _layer_norm_decomposed(net, h, 16)
+    half = net.const("gelu.half", np.array(0.5, np.float32))
+    one = net.const("gelu.one", np.array(1.0, np.float32))
+    erf = net.op(
+        "Erf", [net.op("Div", [h, net.const("gelu.sqrt2", np.array(1.4142135, np.float32))])]
+    )
+    exact = net.op("Mul", [net.op("Mul", [h, net.op("Add", [erf, one])]), half])
+    cube = net.op("Pow", [h, net.const("gelu.three", np.array(3.0, np.float32))])
+    inner = net.op(
+        "Add", [h, net.op("Mul", [cube, net.const("gelu.c", np.array(0.044715, np.float32))])]
+    )
+    scaled = net.op("Mul", [inner, net.const("gelu.k", np.array(0.7978846, np.float32))])
+    approximate = net.op(
+        "Mul", [net.op("Mul", [h, net.op("Add", [net.op("Tanh", [scaled]), one])]), half]
+    )
+    mixed = net.op(
+        "Concat",
+        [
+            net.op(
+                "Slice",
+                [
+                    exact,
+                    *(
+                        net.const(f"first.{k}", np.array(v, np.int64))
+                        for k, v in (("starts", [0]), ("ends", [8]), ("axes", [2]))
+                    ),
+                ],
+            ),
+            net.op(
+                "Slice",
+                [
+                    approximate,
+                    *(
+                        net.const(f"second.{k}", np.array(v, np.int64))
+                        for k, v in (("starts", [8]), ("ends", [16]), ("axes", [2]))
+                    ),
+                ],
+            ),
+        ],
+        axis=2,
+    )
+    mask = net.const("mask", np.tril(np.ones((8, 16), dtype=bool), k=4))
+    masked = net.op("Where", [mask, mixed, net.const("mask.fill", np.array(-1.0, np.float32))])
+    pooled = net.op("ReduceMean", [masked], axes=[1])  # [1, 1, 16]
+    spread = net.op("Expand", [pooled, net.const("expand.shape", np.array([1, 8, 16], np.int64))])
+    net.output(net.op("Add", [masked, spread], out="output"), [1, 8, 16])
+
+
 # --------------------------------------------------------------------------- case table
 
 _WHY_SMALL = (
@@ -346,6 +416,13 @@ _SPECS: dict[str, _Spec] = {
         "second output Tanh(Reshape(Transpose(input)))",
         108,
         _tol(9),
+    ),
+    "sequence_block": _Spec(
+        _sequence_block,
+        "MatMul+bias, decomposed layer norm (ReduceMean/Sub/Pow/Sqrt/Div/Mul/Add), Gelu in erf "
+        "and tanh forms, Where with a constant mask, Expand of a ReduceMean, Add",
+        109,
+        _tol(16),
     ),
 }
 

@@ -159,7 +159,7 @@ register(
 )
 
 
-def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+def matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     a2 = (1, *a) if len(a) == 1 else a
     b2 = (*b, 1) if len(b) == 1 else b
     batch = np.broadcast_shapes(a2[:-2], b2[:-2])
@@ -178,7 +178,7 @@ def _matmul_verify(types: Types, attrs: Attrs) -> str | None:
     if k_a != k_b:
         return f"inner dimensions differ: {a} @ {b}"
     try:
-        _matmul_shape(a, b)
+        matmul_shape(a, b)
     except ValueError:
         return f"batch dimensions do not broadcast: {a} @ {b}"
     return None
@@ -190,7 +190,7 @@ register(
         "matrix product of two activations, numpy broadcasting over leading axes",
         (2, 2),
         {},
-        lambda types, attrs: [_float_like(types, _matmul_shape(types[0].shape, types[1].shape))],
+        lambda types, attrs: [_float_like(types, matmul_shape(types[0].shape, types[1].shape))],
         _matmul_verify,
     )
 )
@@ -255,7 +255,7 @@ def _broadcast_infer(types: Types, attrs: Attrs) -> Types:
     return [_float_like(types, tuple(shape))]
 
 
-def _broadcast_verify(types: Types, attrs: Attrs) -> str | None:
+def broadcast_verify(types: Types, attrs: Attrs) -> str | None:
     try:
         np.broadcast_shapes(*(t.shape for t in types))
     except ValueError:
@@ -281,7 +281,7 @@ for _name, _formula in BINARY_OPS.items():
             (2, 2),
             {},
             _broadcast_infer,
-            _broadcast_verify,
+            broadcast_verify,
         )
     )
 

@@ -8,7 +8,9 @@ from passes.base import Pass
 from passes.constant_fold import ConstantFold
 from passes.dead_code import DeadCode
 from passes.fold_batchnorm import DecomposeBatchNorm, FoldBatchNorm
+from passes.fold_movement import FoldMovement
 from passes.fuse_activation import FuseActivation
+from passes.fuse_layer_norm import FuseLayerNorm
 from passes.lower_split import LowerSplit
 from passes.quantise import Quantise
 from passes.remove_identity import RemoveIdentity
@@ -18,10 +20,13 @@ CLAMPS = frozenset({"relu", "clip"})
 
 
 def canonicalisation(mode: str = "float") -> list[Pass]:
-    """Folding, identity removal, BatchNorm folding, fusion, dead code, split lowering."""
+    """Folding, identity removal, movement chains, layer-norm and BatchNorm folding, fusion,
+    dead code, split lowering."""
     return [
         ConstantFold(),
         RemoveIdentity(),
+        FoldMovement(),
+        FuseLayerNorm(),
         FoldBatchNorm(),
         DecomposeBatchNorm(),
         ConstantFold(),

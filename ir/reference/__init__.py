@@ -9,9 +9,9 @@ Results are fresh arrays, never views of the operands.
 One module per op family states the maths: `conv` (conv, dense, matmul), `pool` (pool,
 global_pool), `elementwise` (binary ops, activation), `activation` (the activation functions,
 also used for fused activations), `normalise` (softmax, lrn, batch_norm, instance_norm), `reduce`,
-`recurrent` (gru, lstm) and `movement` (reshape, transpose, concat, split, slice, pad, gather,
-expand, tile, identity, dropout, cast); `window` holds the sliding-window geometry shared by conv
-and pool.
+`recurrent` (gru, lstm), `sequence` (layer_norm, where, equal, less) and `movement` (reshape,
+transpose, concat, split, slice, pad, gather, expand, tile, identity, dropout, cast); `window`
+holds the sliding-window geometry shared by conv and pool.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ir.errors import InternalError
-from ir.reference import conv, elementwise, movement, normalise, pool, recurrent, reduce
+from ir.reference import conv, elementwise, movement, normalise, pool, recurrent, reduce, sequence
 from ir.reference.activation import apply_activation
 from ir.registry import get_op
 
@@ -37,6 +37,7 @@ KERNELS: dict[str, Kernel] = {
     **reduce.KERNELS,
     **movement.KERNELS,
     **recurrent.KERNELS,
+    **sequence.KERNELS,
 }
 
 

@@ -57,10 +57,12 @@ def integer_form(node: Node) -> bool:
             and all(z == 0 for z in weight.type.quant.zero_point)
             and all(v.is_constant and v.type.dtype == "int32" for v in node.inputs[2:])
         )
-    if node.op in ("add", "sub", "mul", "concat"):
+    if node.op in ("add", "sub", "mul", "matmul", "concat"):
         return all(_per_tensor(v.type) for v in node.inputs)
     if node.op in ("activation", "identity", "dropout"):
         return _per_tensor(node.inputs[0].type)
+    if node.op == "gather":  # of int8 data (a constant table is quantised exactly as it is)
+        return _per_tensor(node.inputs[0].type) and not node.inputs[0].is_constant
     return False
 
 
@@ -79,10 +81,12 @@ class IntegerEmitter:
             result = self._accumulate()
         elif op in ("add", "sub"):
             result = self._add()
-        elif op == "mul":
+        elif op in ("mul", "matmul"):
             result = self._mul()
         elif op == "concat":
             result = self._concat()
+        elif op == "gather":
+            result = self._gather()
         else:
             result = self._lookup()
         self._op("Cast", [result], output, to=TensorProto.INT8)
@@ -141,10 +145,12 @@ class IntegerEmitter:
         return self._finish(self._mbqm(total, *y_rescale), y_zero, INT8_MIN, INT8_MAX)
 
     def _mul(self) -> str:
-        """z_y + mbqm((a - z_a)(b - z_b), s_a s_b / s_y), clamped."""
+        """z_y + mbqm((a - z_a)(b - z_b), s_a s_b / s_y), clamped (mul: element-wise; matmul:
+        the int64 matrix product of the centred codes, the MAC array's exact int32 sums)."""
         (a_scale, _), (b_scale, _) = (_params(v) for v in self.node.inputs)
         y_scale, y_zero = _params(self.node.outputs[0])
-        product = self._op("Mul", [self._centred(0), self._centred(1)])
+        product_op = "MatMul" if self.node.op == "matmul" else "Mul"
+        product = self._op(product_op, [self._centred(0), self._centred(1)])
         multiplier, shift = quantize_multiplier(a_scale * b_scale / y_scale)
         return self._finish(self._mbqm(product, multiplier, shift), y_zero, INT8_MIN, INT8_MAX)
 
@@ -158,6 +164,15 @@ class IntegerEmitter:
             scaled = self._mbqm(self._centred(index), multiplier, shift)
             pieces.append(self._finish(scaled, y_zero, INT8_MIN, INT8_MAX))
         return self._op("Concat", pieces, axis=int(self.node.attrs["axis"]))
+
+    def _gather(self) -> str:
+        """z_y + mbqm(q - z, s / s_y) of the gathered codes, clamped (the kernel's rescale)."""
+        scale, _ = _params(self.node.inputs[0])
+        y_scale, y_zero = _params(self.node.outputs[0])
+        axis = int(self.node.attrs.get("axis", 0))
+        taken = self._op("Gather", [self._centred(0), self.codes[1]], axis=axis)
+        multiplier, shift = quantize_multiplier(scale / y_scale)
+        return self._finish(self._mbqm(taken, multiplier, shift), y_zero, INT8_MIN, INT8_MAX)
 
     def _lookup(self) -> str:
         """T[q + 128] with the image's 256-entry table."""

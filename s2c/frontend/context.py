@@ -234,7 +234,8 @@ class NodeContext:
         try:
             reason = definition.verify(types, full) if definition.verify else None
             if reason:
-                self.unsupported(f"cannot lower to {op}: {reason}")
+                operands = ", ".join(f"'{name}'" for name in self.input_names())
+                self.unsupported(f"cannot lower to {op} (operands {operands}): {reason}")
             return definition.infer(types, full) if definition.infer else []
         except (ValueError, IndexError) as exc:
             self.unsupported(f"cannot lower to {op}: {exc}")

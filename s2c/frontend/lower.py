@@ -37,6 +37,7 @@ from s2c.frontend import (  # noqa: F401  (each module registers its handlers)
     pool,
     recurrent,
     reduce,
+    sequence,
     shape_ops,
     slicing,
 )

@@ -54,8 +54,10 @@ def _bind_tensor_shape(value: onnx.ValueInfoProto, batch: int) -> None:
         if dim.HasField("dim_value") and dim.dim_value < -1:
             raise InputError(f"input '{value.name}' axis {axis} has negative size {dim.dim_value}")
         if axis != 0:
+            named = f" ({dim.dim_param!r})" if dim.HasField("dim_param") else ""
             raise InputError(
-                f"input '{value.name}' axis {axis} has no fixed size; s2c needs static shapes"
+                f"input '{value.name}' axis {axis}{named} has no fixed size; s2c needs static "
+                "shapes (export the model with this axis fixed, e.g. the sequence length)"
             )
         dim.Clear()
         dim.dim_value = batch

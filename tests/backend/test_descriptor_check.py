@@ -120,9 +120,10 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "opcode", "edit", "words"), CASES)
-def test_a_hostile_descriptor_is_refused_in_one_line_naming_it(programs, name, opcode, edit, words):
-    program, where = _edited(programs[name], opcode, edit)
+def assert_refused_edit(program: Program, opcode: str, edit, words: list[str]) -> None:
+    """The program with its first `opcode` kernel edited is refused at load in one line that
+    names the PE and kernel and holds every one of `words`."""
+    program, where = _edited(program, opcode, edit)
     with pytest.raises(InputError) as error:
         Interpreter(program)
     message = str(error.value)
@@ -130,6 +131,11 @@ def test_a_hostile_descriptor_is_refused_in_one_line_naming_it(programs, name, o
     assert message.startswith(f"image: {where}"), message
     for word in words:
         assert word in message, message
+
+
+@pytest.mark.parametrize(("name", "opcode", "edit", "words"), CASES)
+def test_a_hostile_descriptor_is_refused_in_one_line_naming_it(programs, name, opcode, edit, words):
+    assert_refused_edit(programs[name], opcode, edit, words)
 
 
 def test_golden_programs_pass_the_checks(programs):

@@ -3,7 +3,7 @@
 The images are compiled from the golden models (all but `multi_chip`, whose 27 MB image would
 make each sealed mutation cost a second): in float mode for one chip, in float mode for a board
 whose chips offer 2 PEs each (so slices spread over several chips and the router tables have
-links), and in int8 mode for a board, 21 images in all.
+links), and in int8 mode for a board, 24 images in all.
 """
 
 from __future__ import annotations

@@ -214,6 +214,17 @@ def _cases() -> dict[str, Case]:
             [x4 * 3 + 2, Const(normal(3, seed=2)), Const(normal(3, seed=3))],
             SUM_TOL,
         ),
+        "layer_norm": Case(
+            "layer_norm",
+            {"axis": 2, "epsilon": 1e-4},
+            [x4 * 3 + 2, Const(normal(7, 8, seed=2)), Const(normal(8, seed=3))],
+            SUM_TOL,
+        ),
+        "where": Case(
+            "where", {}, [Const(normal(7, 8) > 0), x4, Const(normal(1, 1, 1, 8, seed=2))]
+        ),
+        "equal": Case("equal", {}, [np.round(x4), Const(np.zeros(8, np.float32))]),
+        "less": Case("less", {}, [x4, normal(1, 3, 7, 8, seed=5)]),
         "reshape": Case("reshape", {"shape": (1, 21, 8)}, [x4]),
         "transpose": Case("transpose", {"perm": (0, 2, 3, 1)}, [x4]),
         "concat": Case(

@@ -1,0 +1,118 @@
+"""PE kernels of sequence-model ops: matmul of two activations, gather, layer_norm.
+
+Arrays carry the leading samples axis S (see `backend.kernels`); parameters do not.
+- matmul: y = a @ b over the slice's box, products summed in float64 and rounded once to
+  float32 (as dense: equal bits however the layer is sliced); int8: the MAC array's int32
+  sums of (a - a_zero) (b - b_zero), requantised (`backend.kernels_int8.matmul`).
+- gather: y = take(data, indices, axis) with the slice's local indices (int8: codes, an int8
+  data port rescaled to the result's parameters first); an index port (token ids from the host)
+  is checked against the table's `rows` first: an id outside -rows..rows-1 is the
+  user's InputError naming the graph input (`indices_input`), the position and the limit.
+- layer_norm: the reference (`ir.reference.sequence.layer_norm`) over the box's trailing axes.
+- reduce: the reference reduction of the box over its reduced axes (they span the whole tensor).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from backend import kernels_int8 as int8
+from ir.errors import InputError
+from ir.reference import evaluate
+
+if TYPE_CHECKING:
+    from backend.kernels import PreparedKernel
+
+ACCUMULATE = np.float64
+
+
+def _operands(kernel: PreparedKernel, inputs: list, params: dict) -> list[np.ndarray]:
+    """Operands in IR order: ports keep their samples axis, parameters get a unit one."""
+    ports = iter(inputs)
+    return [
+        next(ports) if operand >= 0 else params[f"operand{-1 - operand}"][None]
+        for operand in kernel.attrs["operands"]
+    ]
+
+
+def _aligned(array: np.ndarray, rank: int) -> np.ndarray:
+    """[S, *box] with unit axes inserted after S so the box has `rank` axes (broadcasting)."""
+    return array.reshape(array.shape[0], *([1] * (rank + 1 - array.ndim)), *array.shape[1:])
+
+
+def matmul(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    """a @ b per sample (batch axes broadcast), float64 sums rounded once, or int8."""
+    rank = len(kernel.out_shape)
+    a, b = (_aligned(x, rank) for x in _operands(kernel, inputs, params))
+    if kernel.attrs.get("int8"):
+        return int8.matmul(kernel.attrs, a, b)
+    y = np.matmul(a.astype(ACCUMULATE), b.astype(ACCUMULATE)).astype(np.float32)
+    return np.broadcast_to(y, (samples, *kernel.out_shape)).copy()
+
+
+def _check_ids(kernel: PreparedKernel, indices: np.ndarray) -> None:
+    rows = int(kernel.attrs["rows"])
+    bad = np.argwhere((indices < -rows) | (indices >= rows))
+    if bad.size == 0:
+        return
+    where = tuple(int(i) for i in bad[0])
+    value = int(indices[where])
+    box_start = kernel.inputs[-1].box.start
+    position = tuple(p + s for p, s in zip(where[1:], box_start))
+    name = kernel.attrs.get("indices_input", "") or f"indices of {kernel.kernel.layer}"
+    raise InputError(
+        f"input '{name}': value {value} at position {position} (sample {where[0]}) is outside"
+        f" the compiled table of {rows} rows (0..{rows - 1})"
+    )
+
+
+def _check_local_indices(kernel: PreparedKernel, indices: np.ndarray, rows: int) -> None:
+    """Constant indices (from the image) must address the data box: else the image is bad."""
+    if indices.size and (indices.min() < 0 or indices.max() >= rows):
+        raise InputError(
+            f"image: kernel {kernel.kernel.layer}#{kernel.kernel.slice_index} (gather): "
+            f"parameter 'operand1' holds indices {int(indices.min())}..{int(indices.max())}, "
+            f"outside the data box's {rows} rows"
+        )
+
+
+def gather(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    """take(data, indices, axis) per sample; a constant table is shared by all samples."""
+    axis = int(kernel.attrs["axis"])
+    operands = kernel.attrs["operands"]
+    data, indices = _operands(kernel, inputs, params)
+    if operands[1] >= 0:
+        _check_ids(kernel, indices)
+        indices = np.where(indices < 0, indices + int(kernel.attrs["rows"]), indices)
+    if kernel.attrs.get("int8") and operands[0] >= 0:
+        zero, multiplier, shift = kernel.attrs["rescale"]
+        data = int8.rescale(data, zero, multiplier, shift, kernel.attrs["output_zero_point"])
+    if operands[1] < 0 and "indices_checked" not in kernel.cache:
+        _check_local_indices(kernel, indices, data.shape[axis + 1])
+        kernel.cache["indices_checked"] = np.ones(1)
+    if operands[0] < 0:  # constant table: one take for every sample at once
+        y = np.take(data[0], indices[0] if operands[1] < 0 else indices, axis=axis)
+        if operands[1] < 0:
+            return np.broadcast_to(y, (samples, *kernel.out_shape)).copy()
+        return np.ascontiguousarray(np.moveaxis(y, axis, 0))
+    if operands[1] < 0:
+        return np.take(data, indices[0], axis=axis + 1)
+    return np.stack([np.take(data[s], indices[s], axis=axis) for s in range(samples)])
+
+
+def layer_norm(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    """Layer normalisation of each sample's box over its trailing axes."""
+    attrs = dict(kernel.attrs, axis=int(kernel.attrs["axis"]) + 1)
+    operands = [inputs[0], params["scale"]] + ([params["bias"]] if "bias" in params else [])
+    return evaluate("layer_norm", attrs, operands)[0]
+
+
+def reduce(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    """The reduction of each sample's box."""
+    axes = tuple(int(a) + 1 for a in kernel.attrs["axes"])
+    return evaluate("reduce", dict(kernel.attrs, axes=axes), [inputs[0]])[0]
+
+
+HANDLERS = {"matmul": matmul, "gather": gather, "layer_norm": layer_norm, "reduce": reduce}

@@ -1,0 +1,94 @@
+"""Interpreter float run of the golden transformer encoder against onnxruntime (target <= 5x).
+
+Compiles golden/transformer/model.onnx (made by golden/make_transformer.py) in float mode and
+times, in this process, the reference interpreter's run and onnxruntime's run of the same
+sequence at batch 1 (median of `--runs` after a warm-up). With `--stack N` it also compiles
+golden/transformer/model_batch.onnx (the same weights with a dynamic batch axis) for a batch of
+N and times one run of N sequences on both sides: the same batch in the interpreter and in
+onnxruntime. It prints the ratios against onnxruntime with default options and with one
+thread, and the largest output difference; `--profile` prints where the batch-1 run spends its
+time. It asserts nothing.
+
+    python benchmarks/transformer.py [--runs 20] [--stack 32] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.image import decode_image, encode_image  # noqa: E402
+from backend.interpreter import Interpreter  # noqa: E402
+from benchmarks.zoo import median_seconds, onnxruntime_session  # noqa: E402
+from s2c.driver import CompileOptions, compile_model  # noqa: E402
+from s2c.io_check import stack_inputs  # noqa: E402
+
+CASE = ROOT / "golden" / "transformer"
+TARGET_RATIO = 5.0
+
+
+def interpreter_for(model: Path, batch: int = 1) -> Interpreter:
+    options = CompileOptions(mode="float", batch=batch)
+    result = compile_model(model, options, emit=lambda t: None)
+    return Interpreter(decode_image(encode_image(result.program)))
+
+
+def measure(interpreter: Interpreter, model: Path, tokens: np.ndarray, runs: int) -> None:
+    """Time both sides on one batch `tokens` [N, 16] and print the ratios."""
+    stacked = stack_inputs(interpreter.program.inputs, {"tokens": tokens}, "inputs")
+    outputs: dict[str, np.ndarray] = {}
+
+    def run_interpreter() -> None:
+        outputs.update(interpreter.run(stacked)[0])
+
+    seconds = median_seconds(run_interpreter, runs)
+    print(f"  interpreter run              {1e3 * seconds:8.2f} ms  (median of {runs})")
+    payload = model.read_bytes()
+    expected = None
+    for label, threads in (("default", None), ("1 thread", 1)):
+        session = onnxruntime_session(payload, threads)
+        expected = session.run(None, {"tokens": tokens})[0]
+        reference = median_seconds(lambda s=session: s.run(None, {"tokens": tokens}), runs)
+        print(f"  onnxruntime run, {label:9s}   {1e3 * reference:8.2f} ms  (median of {runs})")
+        print(f"  interpreter / ort {label:9s}  {seconds / reference:8.2f}x  (target <= "
+              f"{TARGET_RATIO:g}x)")  # fmt: skip
+    actual = outputs["logits"].reshape(expected.shape)
+    print(f"  max |s2c - onnxruntime|      {np.abs(actual - expected).max():8.2e}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per measurement")
+    parser.add_argument("--stack", type=int, default=0, help="also time N sequences at once")
+    parser.add_argument("--profile", action="store_true", help="profile the batch-1 run")
+    args = parser.parse_args(argv)
+    print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    interpreter = interpreter_for(CASE / "model.onnx")
+    tokens = np.load(CASE / "eval.npz")["tokens"]
+    print("== batch 1 (one sequence)")
+    measure(interpreter, CASE / "model.onnx", tokens[:1], args.runs)
+    if args.stack:
+        print(f"== batch {args.stack} (model_batch.onnx; the same batch on both sides)")
+        batched = interpreter_for(CASE / "model_batch.onnx", args.stack)
+        measure(batched, CASE / "model_batch.onnx", tokens[: args.stack], args.runs)
+    if args.profile:
+        stacked = stack_inputs(interpreter.program.inputs, {"tokens": tokens[:1]}, "inputs")
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(args.runs):
+            interpreter.run(stacked)
+        profile.disable()
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Sequence-model ops: layer normalisation, where, equal and less (ONNX semantics).
+
+layer_norm (ONNX LayerNormalization-17, stash_type float), over the axes A = axis..rank-1:
+    mean = mean_A(x);  var = mean_A((x - mean)^2);
+    y = (x - mean) / sqrt(var + epsilon) * scale + bias
+The statistics are summed in float64 and y is rounded once to float32 (onnxruntime accumulates
+in a wider type too), so a row's result does not depend on how the rows are batched or sliced.
+where (ONNX Where): y = x where condition else other, numpy broadcasting.
+equal, less (ONNX Equal, Less): a == b, a < b, numpy broadcasting, bool results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Attrs = dict[str, Any]
+
+
+def layer_norm(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Layer normalisation over axes `axis`.. (see module docstring)."""
+    x = inputs[0]
+    axes = tuple(range(attrs["axis"], x.ndim))
+    wide = x.astype(np.float64)
+    mean = wide.mean(axis=axes, keepdims=True)
+    centred = wide - mean
+    var = np.mean(np.square(centred), axis=axes, keepdims=True)
+    y = centred / np.sqrt(var + float(attrs["epsilon"])) * inputs[1].astype(np.float64)
+    if len(inputs) == 3:
+        y = y + inputs[2].astype(np.float64)
+    return [y.astype(x.dtype)]
+
+
+def where(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Element-wise select by a bool condition."""
+    condition, x, other = inputs
+    return [np.where(condition, x, other).astype(np.result_type(x, other))]
+
+
+def equal(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Element-wise a == b."""
+    return [np.equal(inputs[0], inputs[1])]
+
+
+def less(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Element-wise a < b."""
+    return [np.less(inputs[0], inputs[1])]
+
+
+KERNELS = {"layer_norm": layer_norm, "where": where, "equal": equal, "less": less}

@@ -159,22 +159,39 @@ def packets_per_step(out_box: Box, values_per_packet: int) -> int:
 
 def sequence_axes(graph: Graph) -> dict[str, str]:
     """The `sequence_axes` METADATA entry: graph input -> [[axis, length, layer], ...] for each
-    input axis that is a recurrent layer's time axis (reached through transposes only), so that
-    `s2c run` can say which axis has the wrong length. Empty when there is none."""
+    input axis that is a recurrent layer's time axis (reached through transposes, and reshapes
+    that only move axes of length 1), so that `s2c run` can say which axis has the wrong length.
+    Empty when there is none."""
     found: dict[str, list] = {}
     producers = {id(out): node for node in graph.nodes for out in node.outputs}
     inputs = {id(value) for value in graph.inputs}
     for node in graph.nodes:
         if node.op not in RECURRENT_OPCODES:
             continue
-        value, axis = node.inputs[0], 0
-        while id(value) in producers and producers[id(value)].op == "transpose":
-            transpose = producers[id(value)]
-            value, axis = transpose.inputs[0], transpose.attrs["perm"][axis]
-        if id(value) in inputs:
+        value = node.inputs[0]
+        axis: int | None = 0
+        while axis is not None and id(value) in producers:
+            producer = producers[id(value)]
+            if producer.op == "transpose":
+                axis = producer.attrs["perm"][axis]
+            elif producer.op == "reshape":
+                axis = _unit_reshape_axis(producer.inputs[0].type.shape, value.type.shape, axis)
+            else:
+                break
+            value = producer.inputs[0]
+        if axis is not None and id(value) in inputs:
             entry = [axis, value.type.shape[axis], node.name]
             found.setdefault(value.name, []).append(entry)
     return {"sequence_axes": json.dumps(found, sort_keys=True)} if found else {}
+
+
+def _unit_reshape_axis(source: tuple[int, ...], result: tuple[int, ...], axis: int) -> int | None:
+    """The axis of `source` that a reshape to `result` moves to `axis`, when the reshape only
+    inserts, drops or moves axes of length 1 (the other lengths keep their order); else None."""
+    kept = [a for a, n in enumerate(source) if n != 1]
+    if result[axis] == 1 or [source[a] for a in kept] != [n for n in result if n != 1]:
+        return None
+    return kept[sum(1 for n in result[:axis] if n != 1)]
 
 
 # -- descriptor rule ----------------------------------------------------------------------------

@@ -49,4 +49,4 @@ def test_a_dynamic_sequence_axis_is_refused_at_compile_time(tmp_path):
     path = tmp_path / "dynamic.onnx"
     onnx.save(model, path)
     line = refused(invoke("compile", path, "-o", tmp_path / "x.bin", "--quiet"))
-    assert "input 'input' axis 1 has no fixed size" in line
+    assert "input 'input' axis 1 ('steps') has no fixed size" in line

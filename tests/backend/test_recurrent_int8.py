@@ -7,6 +7,7 @@ so), on seeded task sequences: the figures of benchmarks/recurrent.py on fewer i
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import onnx
@@ -117,3 +118,32 @@ def test_an_int8_recurrent_descriptor_with_float_weights_is_refused(calibration)
                 pe.kernels[index] = dataclasses.replace(kernel, params=params)
     with pytest.raises(InputError, match="parameter 'w' dtype = 'float32': must be int8"):
         Interpreter(program)
+
+
+def test_validate_judges_an_int8_recurrent_model_by_cosine_against_fp32(calibration, tmp_path):
+    """No QDQ model exists for it, so `s2c validate` compares with fp32: cosine and top-1."""
+    from click.testing import CliRunner
+
+    from s2c.cli import main
+
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, input=task_sequences(SAMPLES, seed=2000)[0])
+    args = ["validate", str(MODEL), "--calib", calibration, "--inputs", str(inputs), "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    (cosine,) = report["cosine_against_fp32"]
+    assert report["against_qdq"] == [] and cosine["samples"] == SAMPLES
+    assert cosine["mean_cosine"] >= 0.99 and cosine["top1_agreement"] >= 0.95
+
+
+def test_cosine_comparison_counts_rows_and_agreement():
+    from s2c.validate import compare_cosine
+
+    expected = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    actual = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 0.0]])  # same, 45 degrees off, both zero
+    c = compare_cosine("y", expected, actual)
+    assert c.samples == 3 and c.agreeing == 2  # row 1 ties at argmax 0 vs 1
+    assert np.isclose(c.min_cosine, np.sqrt(0.5)) and np.isclose(
+        c.mean_cosine, (2 + np.sqrt(0.5)) / 3
+    )

@@ -265,16 +265,30 @@ def reshape_sources(
 
 def _reshape(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Gather each output element from the input box by its row-major position (the positions
-    are found once per kernel)."""
+    are found once per kernel). Positions that run consecutively from `first` (a whole-tensor
+    reshape, or a block of rows) are a plain slice of the input: no gather."""
     out_box = kernel.output.box
-    in_box = kernel.inputs[0].box
     local = kernel.cache.get("reshape")
     if local is None:
-        coords = reshape_sources(out_box, kernel.attrs["in_shape"], kernel.attrs["out_shape"])
-        local = np.ravel_multi_index([c - s for c, s in zip(coords, in_box.start)], in_box.shape)
-        kernel.cache["reshape"] = local
+        local = _reshape_positions(kernel)
     x = inputs[0].reshape(samples, -1)
+    run = kernel.cache.get("reshape_run")
+    if run is not None:
+        first = int(run[0])
+        return x[:, first : first + local.size].reshape(samples, *out_box.shape)
     return x[:, local].reshape(samples, *out_box.shape)
+
+
+def _reshape_positions(kernel: PreparedKernel) -> np.ndarray:
+    """The input-box position of each output element, cached with `reshape_run` = [first]
+    when they are first, first + 1, ..."""
+    in_box = kernel.inputs[0].box
+    coords = reshape_sources(kernel.output.box, kernel.attrs["in_shape"], kernel.attrs["out_shape"])
+    local = np.ravel_multi_index([c - s for c, s in zip(coords, in_box.start)], in_box.shape)
+    kernel.cache["reshape"] = local
+    if local.size and np.array_equal(local, np.arange(local[0], local[0] + local.size)):
+        kernel.cache["reshape_run"] = local[:1]
+    return local
 
 
 def _concat(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:

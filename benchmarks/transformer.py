@@ -2,12 +2,13 @@
 
 Compiles golden/transformer/model.onnx (made by golden/make_transformer.py) in float mode and
 times, in this process, the reference interpreter's run and onnxruntime's run of the same
-sequence at batch 1 (median of `--runs` after a warm-up). With `--stack N` it also compiles
-golden/transformer/model_batch.onnx (the same weights with a dynamic batch axis) for a batch of
-N and times one run of N sequences on both sides: the same batch in the interpreter and in
-onnxruntime. It prints the ratios against onnxruntime with default options and with one
-thread, and the largest output difference; `--profile` prints where the batch-1 run spends its
-time. It asserts nothing.
+sequence at batch 1 (median of `--runs` after a warm-up). With `--stack N` it also times N
+sequences on both sides, onnxruntime running golden/transformer/model_batch.onnx (the same
+weights with a dynamic batch axis) on the batch of N: first the one-sequence image run on the N
+sequences stacked as samples (as `s2c run` runs stacked inputs), then the image compiled from
+model_batch.onnx for a batch of N. It prints the ratios against onnxruntime with default
+options and with one thread, and the largest output difference; `--profile` prints where the
+batch-1 run spends its time. It asserts nothing.
 
     python benchmarks/transformer.py [--runs 20] [--stack 32] [--profile]
 """
@@ -77,7 +78,11 @@ def main(argv: list[str] | None = None) -> None:
     print("== batch 1 (one sequence)")
     measure(interpreter, CASE / "model.onnx", tokens[:1], args.runs)
     if args.stack:
-        print(f"== batch {args.stack} (model_batch.onnx; the same batch on both sides)")
+        batch_model = CASE / "model_batch.onnx"
+        print(f"== {args.stack} sequences stacked on the one-sequence image (onnxruntime: "
+              f"model_batch.onnx at batch {args.stack})")  # fmt: skip
+        measure(interpreter, batch_model, tokens[: args.stack], args.runs)
+        print(f"== batch {args.stack} compiled (model_batch.onnx; the same batch on both sides)")
         batched = interpreter_for(CASE / "model_batch.onnx", args.stack)
         measure(batched, CASE / "model_batch.onnx", tokens[: args.stack], args.runs)
     if args.profile:

@@ -27,12 +27,12 @@ def canonicalisation(mode: str = "float") -> list[Pass]:
     return [
         ConstantFold(),
         RemoveIdentity(),
+        *([FoldBias()] if mode == "float" else []),  # first: a dense layer's reshapes then fold
         FoldMovement(),
         FuseLayerNorm(),
         FoldBatchNorm(),
         DecomposeBatchNorm(),
         ConstantFold(),
-        *([FoldBias()] if mode == "float" else []),
         FuseActivation() if mode == "float" else FuseActivation(functions=CLAMPS),
         DeadCode(),
         LowerSplit(),

@@ -55,9 +55,9 @@ def matmul(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
 
 def _check_ids(kernel: PreparedKernel, indices: np.ndarray) -> None:
     rows = int(kernel.attrs["rows"])
-    bad = np.argwhere((indices < -rows) | (indices >= rows))
-    if bad.size == 0:
+    if indices.size == 0 or (indices.min() >= -rows and indices.max() < rows):
         return
+    bad = np.argwhere((indices < -rows) | (indices >= rows))
     where = tuple(int(i) for i in bad[0])
     value = int(indices[where])
     box_start = kernel.inputs[-1].box.start

@@ -2,13 +2,15 @@
 
 Compiles golden/transformer/model.onnx (made by golden/make_transformer.py) in float mode and
 times, in this process, the reference interpreter's run and onnxruntime's run of the same
-sequence at batch 1 (medians of `--runs` interleaved runs after a warm-up). With `--stack N`
-it also times N sequences on both sides, onnxruntime running golden/transformer/
+sequence at batch 1 (medians of `--runs` runs, interleaved in blocks, after a warm-up). With
+`--stack N` it also times N sequences on both sides, onnxruntime running golden/transformer/
 model_batch.onnx (the same weights with a dynamic batch axis) on the batch of N: first the
 one-sequence image run on the N sequences stacked as samples (as `s2c run` runs stacked
 inputs), then the image compiled from model_batch.onnx for a batch of N. It prints the ratios
 against onnxruntime with default options and with one thread, and the largest output
-difference; `--profile` prints where the batch-1 run spends its time. It asserts nothing.
+difference; and the CPU time of the calling thread for the interpreter and for one-thread
+onnxruntime (which runs in that thread), a ratio that a loaded host disturbs less than wall
+time. `--profile` prints where the batch-1 run spends its time. It asserts nothing.
 
     python benchmarks/transformer.py [--runs 20] [--stack 32] [--profile]
 """
@@ -38,6 +40,7 @@ from s2c.io_check import stack_inputs  # noqa: E402
 CASE = ROOT / "golden" / "transformer"
 TARGET_RATIO = 5.0
 THREADS = (("default", None), ("1 thread", 1))  # onnxruntime sessions: label, threads
+ROUNDS = 5  # blocks of runs per side (see `measure`)
 
 
 def interpreter_for(model: Path, batch: int = 1) -> Interpreter:
@@ -49,9 +52,11 @@ def interpreter_for(model: Path, batch: int = 1) -> Interpreter:
 def measure(interpreter: Interpreter, model: Path, tokens: np.ndarray, runs: int) -> None:
     """Time both sides on one batch `tokens` [N, 16] and print the ratios.
 
-    The three timings interleave run by run (interpreter, onnxruntime default, onnxruntime one
-    thread), so that the load of a shared host weighs on all of them alike; each is the median
-    of its `runs` times after a warm-up."""
+    The three timings (interpreter, onnxruntime default, onnxruntime one thread) interleave in
+    ROUNDS blocks of consecutive runs, so that the load of a shared host weighs on all of them
+    alike, while onnxruntime's default thread pool, which spins for a while after each run,
+    slows only the first runs of the next block; each is the median of its `runs` times after a
+    warm-up."""
     stacked = stack_inputs(interpreter.program.inputs, {"tokens": tokens}, "inputs")
     payload = model.read_bytes()
     sessions = {label: onnxruntime_session(payload, threads) for label, threads in THREADS}
@@ -60,12 +65,16 @@ def measure(interpreter: Interpreter, model: Path, tokens: np.ndarray, runs: int
         calls[label] = lambda s=session: s.run(None, {"tokens": tokens})[0]
     results = {name: call() for name, call in calls.items()}  # warm-up
     times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(runs):
+    thread_times: dict[str, list[float]] = {name: [] for name in calls}
+    for block in range(ROUNDS):
         for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(runs * (block + 1) // ROUNDS - runs * block // ROUNDS):
+                start, start_thread = time.perf_counter(), time.thread_time()
+                call()
+                times[name].append(time.perf_counter() - start)
+                thread_times[name].append(time.thread_time() - start_thread)
     seconds = {name: statistics.median(values) for name, values in times.items()}
+    cpu = {name: statistics.median(values) for name, values in thread_times.items()}
     print(
         f"  interpreter run              {1e3 * seconds['interpreter']:8.2f} ms  (median of {runs})"
     )
@@ -73,6 +82,10 @@ def measure(interpreter: Interpreter, model: Path, tokens: np.ndarray, runs: int
         ratio = seconds["interpreter"] / seconds[label]
         print(f"  onnxruntime run, {label:9s}   {1e3 * seconds[label]:8.2f} ms")
         print(f"  interpreter / ort {label:9s}  {ratio:8.2f}x  (target <= {TARGET_RATIO:g}x)")
+    print(
+        f"  CPU time of this thread      {1e3 * cpu['interpreter']:8.2f} ms against "
+        f"{1e3 * cpu['1 thread']:.2f} ms (one thread): {cpu['interpreter'] / cpu['1 thread']:.2f}x"
+    )
     expected = results["default"]
     actual = results["interpreter"]["logits"].reshape(expected.shape)
     print(f"  max |s2c - onnxruntime|      {np.abs(actual - expected).max():8.2e}")

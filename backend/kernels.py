@@ -19,6 +19,7 @@ import numpy as np
 from backend import kernels_int8 as int8
 from backend.program import Box, Kernel
 from ir.errors import InternalError
+from ir.reference import KERNELS as REFERENCE_KERNELS
 from ir.reference import apply_activation, evaluate
 from ir.reference.conv import im2col, pad_zero
 from ir.reference.window import output_spatial
@@ -40,6 +41,7 @@ class PreparedKernel:
         op = str(kernel.attrs.get("ir_op", kernel.opcode))
         # The op's defaults completed; slice-local extras (window_start, offsets, ...) kept.
         self.attrs = get_op(op).with_defaults(kernel.attrs) if op in OPS else dict(kernel.attrs)
+        self.op = op
         self.out_shape = kernel.output.box.shape
         self.output = kernel.output
         self.inputs = kernel.inputs
@@ -52,6 +54,14 @@ class PreparedKernel:
         if self._wide is None:
             self._wide = [array.astype(ACCUMULATE) for array in _weight_and_bias(params)]
         return self._wide
+
+    def reference(self, op: str, attrs: dict, operands: list[np.ndarray]) -> np.ndarray:
+        """The one result of IR op `op` (`ir.reference`). For the kernel's own op, `attrs` (its
+        attributes, completed at load, with slice-local changes) go straight to the op's
+        reference kernel: completing them again on every firing is the cost of a small one."""
+        if op != self.op:
+            return evaluate(op, attrs, operands)[0]
+        return REFERENCE_KERNELS[op](attrs, operands)[0]
 
     def __call__(self, inputs: Arrays, params: dict[str, np.ndarray]) -> np.ndarray:
         """Compute the kernel's output box, shaped (S, *output box shape)."""
@@ -161,7 +171,7 @@ def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
     x, weight, *bias = [inputs[0].astype(ACCUMULATE), *kernel.wide(params)]
     if rows is not None:
         x, weight = x[..., rows], weight[rows]
-    (y,) = evaluate("dense", kernel.attrs, [x, weight, *bias])
+    y = kernel.reference("dense", kernel.attrs, [x, weight, *bias])
     return y.astype(np.float32)
 
 
@@ -265,16 +275,30 @@ def reshape_sources(
 
 def _reshape(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Gather each output element from the input box by its row-major position (the positions
-    are found once per kernel)."""
+    are found once per kernel). Positions that run consecutively from `first` (a whole-tensor
+    reshape, or a block of rows) are a plain slice of the input: no gather."""
     out_box = kernel.output.box
-    in_box = kernel.inputs[0].box
     local = kernel.cache.get("reshape")
     if local is None:
-        coords = reshape_sources(out_box, kernel.attrs["in_shape"], kernel.attrs["out_shape"])
-        local = np.ravel_multi_index([c - s for c, s in zip(coords, in_box.start)], in_box.shape)
-        kernel.cache["reshape"] = local
+        local = _reshape_positions(kernel)
     x = inputs[0].reshape(samples, -1)
+    run = kernel.cache.get("reshape_run")
+    if run is not None:
+        first = int(run[0])
+        return x[:, first : first + local.size].reshape(samples, *out_box.shape)
     return x[:, local].reshape(samples, *out_box.shape)
+
+
+def _reshape_positions(kernel: PreparedKernel) -> np.ndarray:
+    """The input-box position of each output element, cached with `reshape_run` = [first]
+    when they are first, first + 1, ..."""
+    in_box = kernel.inputs[0].box
+    coords = reshape_sources(kernel.output.box, kernel.attrs["in_shape"], kernel.attrs["out_shape"])
+    local = np.ravel_multi_index([c - s for c, s in zip(coords, in_box.start)], in_box.shape)
+    kernel.cache["reshape"] = local
+    if local.size and np.array_equal(local, np.arange(local[0], local[0] + local.size)):
+        kernel.cache["reshape_run"] = local[:1]
+    return local
 
 
 def _concat(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
@@ -317,7 +341,7 @@ def _same_box(kernel: PreparedKernel, inputs: list, params: dict, samples: int) 
     if kernel.attrs.get("int8"):
         y = _same_box_int8(kernel, operands)
     else:
-        (y,) = evaluate(kernel.kernel.opcode, kernel.attrs, operands)
+        y = kernel.reference(kernel.kernel.opcode, kernel.attrs, operands)
     if y.shape[1:] == kernel.out_shape:
         return y
     return np.broadcast_to(y, (samples, *kernel.out_shape)).copy()
@@ -338,7 +362,7 @@ def _lookup(kernel: PreparedKernel, inputs: list, params: dict, samples: int) ->
 
 def _softmax(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     attrs = dict(kernel.attrs, axis=int(kernel.attrs["axis"]) + 1)
-    return evaluate("softmax", attrs, [inputs[0]])[0]
+    return kernel.reference("softmax", attrs, [inputs[0]])
 
 
 def _whole(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:

@@ -20,7 +20,6 @@ import numpy as np
 
 from backend import kernels_int8 as int8
 from ir.errors import InputError
-from ir.reference import evaluate
 
 if TYPE_CHECKING:
     from backend.kernels import PreparedKernel
@@ -49,14 +48,16 @@ def matmul(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
     if kernel.attrs.get("int8"):
         return int8.matmul(kernel.attrs, a, b)
     y = np.matmul(a.astype(ACCUMULATE), b.astype(ACCUMULATE)).astype(np.float32)
+    if y.shape == (samples, *kernel.out_shape):
+        return y
     return np.broadcast_to(y, (samples, *kernel.out_shape)).copy()
 
 
 def _check_ids(kernel: PreparedKernel, indices: np.ndarray) -> None:
     rows = int(kernel.attrs["rows"])
-    bad = np.argwhere((indices < -rows) | (indices >= rows))
-    if bad.size == 0:
+    if indices.size == 0 or (indices.min() >= -rows and indices.max() < rows):
         return
+    bad = np.argwhere((indices < -rows) | (indices >= rows))
     where = tuple(int(i) for i in bad[0])
     value = int(indices[where])
     box_start = kernel.inputs[-1].box.start
@@ -106,13 +107,13 @@ def layer_norm(kernel: PreparedKernel, inputs: list, params: dict, samples: int)
     """Layer normalisation of each sample's box over its trailing axes."""
     attrs = dict(kernel.attrs, axis=int(kernel.attrs["axis"]) + 1)
     operands = [inputs[0], params["scale"]] + ([params["bias"]] if "bias" in params else [])
-    return evaluate("layer_norm", attrs, operands)[0]
+    return kernel.reference("layer_norm", attrs, operands)
 
 
 def reduce(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """The reduction of each sample's box."""
     axes = tuple(int(a) + 1 for a in kernel.attrs["axes"])
-    return evaluate("reduce", dict(kernel.attrs, axes=axes), [inputs[0]])[0]
+    return kernel.reference("reduce", dict(kernel.attrs, axes=axes), [inputs[0]])
 
 
 HANDLERS = {"matmul": matmul, "gather": gather, "layer_norm": layer_norm, "reduce": reduce}

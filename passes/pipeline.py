@@ -8,6 +8,7 @@ from passes.base import Pass
 from passes.constant_fold import ConstantFold
 from passes.dead_code import DeadCode
 from passes.fold_batchnorm import DecomposeBatchNorm, FoldBatchNorm
+from passes.fold_bias import FoldBias
 from passes.fold_movement import FoldMovement
 from passes.fuse_activation import FuseActivation
 from passes.fuse_layer_norm import FuseLayerNorm
@@ -20,11 +21,13 @@ CLAMPS = frozenset({"relu", "clip"})
 
 
 def canonicalisation(mode: str = "float") -> list[Pass]:
-    """Folding, identity removal, movement chains, layer-norm and BatchNorm folding, fusion,
+    """Folding, identity removal, movement chains, layer-norm and BatchNorm folding, dense bias
+    folding (float only: in int8 the add's requantisation is part of the QDQ semantics), fusion,
     dead code, split lowering."""
     return [
         ConstantFold(),
         RemoveIdentity(),
+        *([FoldBias()] if mode == "float" else []),  # first: a dense layer's reshapes then fold
         FoldMovement(),
         FuseLayerNorm(),
         FoldBatchNorm(),

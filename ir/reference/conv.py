@@ -106,8 +106,12 @@ def conv(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def dense(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """x[..., K] @ w[K, N] + bias[N], then the fused activation."""
-    y = np.matmul(inputs[0], inputs[1])
+    """x[..., K] @ w[K, N] + bias[N], then the fused activation.
+
+    The leading axes of x are flattened first: one [M, K] @ [K, N] product rather than numpy's
+    loop of stacked [1, K] products over them."""
+    x, weight = inputs[0], inputs[1]
+    y = np.matmul(x.reshape(-1, x.shape[-1]), weight).reshape(*x.shape[:-1], weight.shape[1])
     if len(inputs) == 3:
         y += inputs[2]
     return [apply_activation(attrs["activation"], attrs["activation_params"], y)]

@@ -30,11 +30,11 @@ def softmax(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
     x = inputs[0]
     axis = attrs["axis"]
     shifted = x - x.max(axis=axis, keepdims=True)
-    exps = np.exp(shifted)
-    total = exps.sum(axis=axis, keepdims=True)
     if attrs["log"]:
-        return [shifted - np.log(total)]
-    return [exps / total]
+        return [shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))]
+    exps = np.exp(shifted, out=shifted)  # in place: `shifted` is this call's own array
+    exps /= exps.sum(axis=axis, keepdims=True)
+    return [exps]
 
 
 def lrn(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:

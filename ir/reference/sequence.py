@@ -11,6 +11,7 @@ equal, less (ONNX Equal, Less): a == b, a < b, numpy broadcasting, bool results.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -22,14 +23,15 @@ def layer_norm(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Layer normalisation over axes `axis`.. (see module docstring)."""
     x = inputs[0]
     axes = tuple(range(attrs["axis"], x.ndim))
-    wide = x.astype(np.float64)
-    mean = wide.mean(axis=axes, keepdims=True)
-    centred = wide - mean
-    var = np.mean(np.square(centred), axis=axes, keepdims=True)
-    y = centred / np.sqrt(var + float(attrs["epsilon"])) * inputs[1].astype(np.float64)
+    count = math.prod(x.shape[axis] for axis in axes)
+    centred = x.astype(np.float64)  # a copy, centred and scaled in place
+    centred -= np.add.reduce(centred, axis=axes, keepdims=True) / count  # the mean
+    var = np.add.reduce(np.square(centred), axis=axes, keepdims=True) / count
+    centred /= np.sqrt(var + float(attrs["epsilon"]))
+    centred *= inputs[1].astype(np.float64)
     if len(inputs) == 3:
-        y = y + inputs[2].astype(np.float64)
-    return [y.astype(x.dtype)]
+        centred += inputs[2].astype(np.float64)
+    return [centred.astype(x.dtype)]
 
 
 def where(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from onnx import helper
 
 from passes.base import PassManager
@@ -53,3 +54,68 @@ def test_a_reshape_read_twice_is_not_folded() -> None:
     model = _model(nodes, [_value("x", (2, 3, 4))], outputs, [shape, flat])
     assert _ops(model) == ["activation", "reshape", "reshape"]
     _check(model, {"x": _random(2, 3, 4)})
+
+
+def _linear(name: str, features_in: int, features_out: int) -> list:
+    rng = np.random.default_rng(2)
+    return [
+        _init(f"{name}_w", rng.standard_normal((features_in, features_out)).astype(np.float32)),
+        _init(f"{name}_b", rng.standard_normal(features_out).astype(np.float32)),
+    ]
+
+
+def test_a_row_regrouping_reshape_before_dense_folds_into_the_reshape_after_it() -> None:
+    # [1, 16, 64] -> [16, 1, 64] (keeps the last axis) -> dense -> [16, 1, 12] -> [1, 16, 3, 4]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["t"], perm=[1, 0, 2]),
+        helper.make_node("MatMul", ["t", "in_w"], ["m"]),
+        helper.make_node("Add", ["m", "in_b"], ["a"]),
+        helper.make_node("Reshape", ["a", "shape"], ["y"]),
+    ]
+    shape = _init("shape", np.array([1, 16, 3, 4], dtype="int64"))
+    initializers = [*_linear("in", 64, 12), shape]
+    model = _model(nodes, [_value("x", (1, 16, 64))], [_value("y", (1, 16, 3, 4))], initializers)
+    assert _ops(model) == ["activation", "dense", "reshape"]
+    _check(model, {"x": _random(1, 16, 64)})
+
+
+def test_a_row_regrouping_reshape_after_dense_folds_into_the_reshape_before_it() -> None:
+    # heads [1, 4, 16, 16] -> [16, 1, 4, 16] -> [16, 64] -> dense -> [1, 16, 64] (last axis kept)
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["t"], perm=[2, 0, 1, 3]),
+        helper.make_node("Reshape", ["t", "flat"], ["f"]),
+        helper.make_node("Gemm", ["f", "out_w", "out_b"], ["g"]),
+        helper.make_node("Reshape", ["g", "shape"], ["y"]),
+    ]
+    flat = _init("flat", np.array([16, 64], dtype="int64"))
+    shape = _init("shape", np.array([1, 16, 64], dtype="int64"))
+    initializers = [*_linear("out", 64, 64), flat, shape]
+    model = _model(nodes, [_value("x", (1, 4, 16, 16))], [_value("y", (1, 16, 64))], initializers)
+    assert _ops(model) == ["activation", "transpose", "reshape", "dense"]
+    _check(model, {"x": _random(1, 4, 16, 16)})
+
+
+@pytest.mark.parametrize(
+    ("target", "ops"),
+    [
+        ((1, 4, 16, 16), ["activation", "reshape", "transpose"]),  # only adds a unit axis: folds
+        ((4, 256), ["activation", "reshape", "transpose", "reshape"]),  # regroups: stays
+    ],
+)
+def test_a_unit_axis_reshape_after_a_transpose_folds_into_the_reshape_before_it(
+    target: tuple[int, ...], ops: list[str]
+) -> None:
+    # [16, 1, 64] -> [16, 4, 16] -> transpose -> [4, 16, 16] -> target
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Reshape", ["r", "heads"], ["h"]),
+        helper.make_node("Transpose", ["h"], ["t"], perm=[1, 0, 2]),
+        helper.make_node("Reshape", ["t", "shape"], ["y"]),
+    ]
+    heads = _init("heads", np.array([16, 4, 16], dtype="int64"))
+    shape = _init("shape", np.array(target, dtype="int64"))
+    model = _model(nodes, [_value("x", (16, 1, 64))], [_value("y", target)], [heads, shape])
+    assert _ops(model) == ops
+    _check(model, {"x": _random(16, 1, 64)})

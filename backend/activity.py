@@ -96,44 +96,81 @@ def image_weight_bytes(kernels: list[Kernel]) -> tuple[int, int]:
     return sum(d for d, _ in pairs), sum(s for _, s in pairs)
 
 
-class SparsityCounter:
-    """Counts a run's firings; one per run."""
+class SparsityPlan:
+    """What the counts of a firing need from the image alone, computed once at load: per kernel
+    its layer, zero value, packets, dense and stored MACs (per sample), synaptic row counts."""
 
     def __init__(self, kernels: list[Kernel], params: list[dict[str, np.ndarray]], events: bool):
         self.kernels = kernels
         self.events = events
-        self.stats = SparsityStats(events, *image_weight_bytes(kernels))
+        self.weight_bytes = image_weight_bytes(kernels)
+        self.zeros = [kernel.attrs.get("event_zero", 0) for kernel in kernels]
+        self.packets = [kernel.output.packet_count for kernel in kernels]
+        self.macs_dense = [dense_mac_count(kernel) for kernel in kernels]
+        self.macs_stored = [mac_count(kernel) for kernel in kernels]
         self.row_counts = [_row_counts(k, p) for k, p in zip(kernels, params)]
+
+
+class SparsityCounter:
+    """Counts a run's firings; one per run."""
+
+    def __init__(self, plan: SparsityPlan):
+        self.plan = plan
+        self.events = plan.events
+        self.stats = SparsityStats(plan.events, *plan.weight_bytes)
         self.packets = 0  # packets the kernels sent
         self.link_hops = 0  # and their chip-to-chip hops
 
     def fired(self, index: int, inputs: list[np.ndarray], output: np.ndarray, hops: int) -> None:
         """Count one kernel's firing on S samples: its input buffers, its output, and the
         link hops of each of its packets."""
-        kernel = self.kernels[index]
+        plan = self.plan
         samples = output.shape[0]
-        zero = kernel.attrs.get("event_zero", 0)
         counts = LayerSparsity(
             activation_elements=output.size,
-            activation_zeros=int(np.count_nonzero(output == zero)),
-            packets_dense=kernel.output.packet_count * samples,
-            macs_dense=dense_mac_count(kernel) * samples,
+            activation_zeros=int(np.count_nonzero(output == plan.zeros[index])),
+            packets_dense=plan.packets[index] * samples,
+            macs_dense=plan.macs_dense[index] * samples,
         )
         sent = counts.activation_elements - counts.activation_zeros
         counts.packets_sent = sent if self.events else counts.packets_dense
         counts.macs_performed = self._performed(index, inputs, samples)
         self.packets += counts.packets_sent
         self.link_hops += counts.packets_sent * hops
-        self.stats.per_layer.setdefault(kernel.layer, LayerSparsity()).add(counts)
+        self.stats.per_layer.setdefault(plan.kernels[index].layer, LayerSparsity()).add(counts)
+
+    def fired_dense(
+        self, members: tuple[int, ...], output: np.ndarray, hops: list[int], samples: int
+    ) -> None:
+        """Count the firing of kernels of one layer that send every element (no event-based
+        activations), their outputs stacked in `output`: the same sums as `fired` per member,
+        with one zero count for the whole stack."""
+        if self.events:
+            raise ValueError("fired_dense counts dense dataflow only")
+        plan = self.plan
+        first = members[0]
+        packets = sum(plan.packets[member] for member in members) * samples
+        stored = sum(plan.macs_stored[member] for member in members) * samples
+        counts = LayerSparsity(
+            activation_elements=output.size,
+            activation_zeros=int(np.count_nonzero(output == plan.zeros[first])),
+            packets_dense=packets,
+            packets_sent=packets,
+            macs_dense=sum(plan.macs_dense[member] for member in members) * samples,
+            macs_performed=stored,
+        )
+        self.packets += packets
+        self.link_hops += sum(plan.packets[m] * h for m, h in zip(members, hops)) * samples
+        self.stats.per_layer.setdefault(plan.kernels[first].layer, LayerSparsity()).add(counts)
 
     def _performed(self, index: int, inputs: list[np.ndarray], samples: int) -> int:
-        kernel = self.kernels[index]
-        stored = mac_count(kernel) * samples
+        plan = self.plan
+        stored = plan.macs_stored[index] * samples
         if not self.events or stored == 0 or not inputs:
             return stored
-        zero = kernel.attrs.get("event_input_zeros", (0,))[0]
+        zero = plan.kernels[index].attrs.get("event_input_zeros", (0,))[0]
         arrived = inputs[0] != zero
-        rows = self.row_counts[index]
+        rows = plan.row_counts[index]
         if rows is not None:  # dense: the stored row of every input that arrived
             return int(arrived.reshape(-1, rows.size).sum(axis=0) @ rows)
         return stored * int(np.count_nonzero(arrived)) // max(arrived.size, 1)

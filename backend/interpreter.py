@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from backend.activity import SparsityCounter, SparsityStats
+from backend.activity import SparsityCounter, SparsityPlan, SparsityStats
 from backend.descriptor_check import check_descriptors
 from backend.hardware import Machine
 from backend.kernels import ACCUMULATE, PreparedKernel
@@ -148,9 +148,10 @@ def _read_param(ref: TensorRef, blocks: list[tuple[int, bytes]], where: str) -> 
 def _stack_params(params: list[dict[str, np.ndarray]], group: FiringGroup, kernel: Kernel):
     """The parameters of each unit of a group, in the accumulation type.
 
-    Stacked on a new leading axis; or, when the units share their inputs, joined along the output
-    channels (dense weight [K, N]: axis 1; conv weight [M, ...] and bias [M]: axis 0) into one
-    wider layer.
+    Stacked on a new leading axis; or, when blocks share their inputs, joined per input class
+    along the output channels into one wider layer: conv weight [M, ...] and bias [M] on axis 0,
+    then the classes stacked on a new leading axis; dense weight [K, N] on axis 1 and bias [N] on
+    axis 0 (a dense group shares only as one class).
     """
     firsts = group.unit_firsts()
     result = {}
@@ -159,8 +160,15 @@ def _stack_params(params: list[dict[str, np.ndarray]], group: FiringGroup, kerne
         if not group.shared:
             result[role] = np.stack(arrays).astype(ACCUMULATE)
             continue
-        axis = 1 if role == "weight" and kernel.opcode == "dense" else 0
-        result[role] = np.concatenate(arrays, axis=axis).astype(ACCUMULATE)
+        if kernel.opcode == "dense":
+            axis = 1 if role == "weight" else 0
+            result[role] = np.concatenate(arrays, axis=axis).astype(ACCUMULATE)
+            continue
+        classes = [
+            np.concatenate(arrays[start : start + group.sharing])
+            for start in range(0, len(arrays), group.sharing)
+        ]
+        result[role] = np.stack(classes).astype(ACCUMULATE)
     return result
 
 
@@ -199,6 +207,13 @@ class Interpreter:
             if group.units > 1
         }
         self.events = any("event_zero" in k.attrs for _, k in self.kernels)
+        self.sparsity_plan = SparsityPlan([k for _, k in self.kernels], self.params, self.events)
+        self.group_hops = {
+            group.members[0]: [
+                self.deliveries[self.kernels[m][1].output.key].hops for m in group.members
+            ]
+            for group in self.schedule
+        }
         self.per_inference = self._static_counts()
         self.output_plans = [
             [(key, box.relative_to(Box.full(io.shape))) for box, (key, _) in zip(io.boxes, io.keys)]
@@ -300,7 +315,7 @@ class Interpreter:
                 payloads[key] = np.ascontiguousarray(
                     data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
                 )
-        counter = SparsityCounter([k for _, k in self.kernels], self.params, self.events)
+        counter = SparsityCounter(self.sparsity_plan)
         for group in self.schedule:
             self._fire(group, payloads, samples, counter)
         outputs = {
@@ -342,29 +357,36 @@ class Interpreter:
         counter: SparsityCounter | None = None,
     ):
         """Fire a group at once: its members' buffers stacked along the samples axis (a shared
-        group fills only its first block: every block reads the same inputs)."""
+        group fills only the first block of each input class)."""
         members = group.members
         first = members[0]
-        filled = members[: len(members) // group.units] if group.shared else members
+        filled = group.readers()
         buffers = self.buffers(filled, payloads, samples)
         if group.shared:
             joined = self.stacked_params[first]
-            result = self.prepared[first].call_shared(buffers, joined, group.units)
+            result = self.prepared[first].call_shared(buffers, joined, group.sharing)
         elif group.units > 1:
             stacked = self.stacked_params[first]
             result = self.prepared[first].call_stacked(buffers, stacked, group.units)
         else:
             result = self.prepared[first](buffers, self.params[first])
-        dtype = self.kernels[first][1].output.dtype
+        result = result.astype(self.kernels[first][1].output.dtype, copy=False)
         for position, member in enumerate(members):
-            rows = slice(position * samples, (position + 1) * samples)
-            part = result[rows].astype(dtype, copy=False)
-            payloads[self.kernels[member][1].output.key] = part
-            if counter is not None:  # a shared group's blocks read the first block's buffers
-                block = (position % len(filled)) * samples
-                read = [buffer[block : block + samples] for buffer in buffers]
-                hops = self.deliveries[self.kernels[member][1].output.key].hops
-                counter.fired(member, read, part, hops)
+            payloads[self.kernels[member][1].output.key] = result[
+                position * samples : (position + 1) * samples
+            ]
+        if counter is None:
+            return
+        if not counter.events:
+            counter.fired_dense(members, result, self.group_hops[first], samples)
+            return
+        for position, member in enumerate(members):  # a shared block reads its class's buffers
+            block = group.read_position(position) * samples
+            read = [buffer[block : block + samples] for buffer in buffers]
+            part = result[position * samples : (position + 1) * samples]
+            counter.fired(
+                member, read, part, self.deliveries[self.kernels[member][1].output.key].hops
+            )
 
     def _static_counts(self) -> RunStats:
         """Counts of one inference: fixed by the image (dense dataflow fires every kernel)."""

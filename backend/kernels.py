@@ -11,23 +11,23 @@ what the Cortex-M4F's single-precision FPU computes up to summation order.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from backend import kernels_int8 as int8
+from backend.conv_gemm import conv_units
 from backend.program import Box, Kernel
 from ir.errors import InternalError
 from ir.reference import apply_activation, evaluate
-from ir.reference.conv import im2col, pad_zero
-from ir.reference.window import output_spatial
 from ir.registry import OPS, get_op
 
 Arrays = Sequence[np.ndarray]
 # Float conv and dense sum their products in float64 and round once to float32, so a sum does not
 # depend on how a layer was sliced or batched, nor on BLAS blocking: equal sums give equal bits
-# in every slice (see docs/numerics.md).
+# in every slice (see docs/numerics.md). OpenBLAS's float32 products do not have this property:
+# with one matrix product, equal weight rows give outputs that differ in the last bits, and an
+# output's bits change with the number of columns multiplied alongside it.
 ACCUMULATE = np.float64
 
 
@@ -82,18 +82,26 @@ class PreparedKernel:
             )
         return result
 
-    def call_shared(self, inputs: Arrays, params: dict[str, np.ndarray], units: int) -> np.ndarray:
-        """Fire `units` parameter sets that read the same inputs, as one wider layer.
+    def call_shared(
+        self, inputs: Arrays, params: dict[str, np.ndarray], sharing: int
+    ) -> np.ndarray:
+        """Fire parameter sets that read the same inputs, `sharing` at a time, as wider layers.
 
-        `params` hold the units' weight (and bias), in the accumulation type, joined along the
-        output channels; the result holds unit 0's outputs for every buffer, then unit 1's, ...
+        `inputs` hold the buffers of each input class one after another along the samples axis;
+        `params` hold, per class, its `sharing` units' weight (and bias), in the accumulation
+        type, joined along the output channels (conv: classes stacked on a leading axis; dense:
+        one class). The result holds the class's unit 0's outputs for each of its buffers, then
+        unit 1's, ..., then the next class's.
         """
         handler = _SHARED[self.kernel.opcode]
-        wide = handler(self, inputs[0], params)  # [B, *box with U times the channels]
+        wide = handler(self, inputs[0], params)  # [X B, *box with `sharing` times the channels]
         axis = 2 if self.kernel.opcode == "conv" else wide.ndim - 1
-        split = wide.reshape(*wide.shape[:axis], units, -1, *wide.shape[axis + 1 :])
-        result = np.moveaxis(split, axis, 0).reshape(-1, *self.out_shape)
-        return result
+        classes = params["weight"].shape[0] if self.kernel.opcode == "conv" else 1
+        rows, channels = wide.shape[0] // classes, wide.shape[axis] // sharing
+        split = wide.reshape(
+            classes, rows, *wide.shape[1:axis], sharing, channels, *wide.shape[axis + 1 :]
+        )
+        return np.moveaxis(split, axis + 1, 1).reshape(-1, *self.out_shape)
 
     def _float_island(self, inputs: list, params: dict, samples: int) -> np.ndarray:
         """int8 in, fp32 compute (the float kernel), int8 out: dequantise, run, quantise."""
@@ -133,9 +141,18 @@ def _conv(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
         return _split_samples(
             int8.conv(kernel.attrs, _merge_samples(inputs[0]), params, kernel.int8_cache), samples
         )
-    operands = [_merge_samples(inputs[0]).astype(ACCUMULATE), *kernel.wide(params)]
-    (y,) = evaluate("conv", kernel.attrs, operands)
-    return _split_samples(y.astype(np.float32), samples)
+    x = _merge_samples(inputs[0])
+    weight, *bias = kernel.wide(params)
+    if _depthwise(kernel.attrs, weight):
+        (y,) = evaluate("conv", kernel.attrs, [x.astype(ACCUMULATE), weight, *bias])
+        return _split_samples(y.astype(np.float32, copy=False), samples)
+    y = conv_units(x, weight[None], bias[0][None] if bias else None, kernel.attrs)
+    return _split_samples(y, samples)
+
+
+def _depthwise(attrs: dict, weight: np.ndarray) -> bool:
+    """One input channel per group (weight [M, 1, *K]): `ir.reference.conv` sums over the taps."""
+    return int(attrs["group"]) > 1 and weight.shape[1] == 1
 
 
 def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
@@ -339,27 +356,12 @@ def _whole(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
 
 # -- stacked kernels: several parameter sets of one float layer in one batched product ---------
 def _conv_stacked(kernel: PreparedKernel, x: np.ndarray, params: dict, units: int) -> np.ndarray:
-    """conv of unit u's inputs with unit u's weights, for every u, as one batched matmul.
+    """conv of unit u's inputs with unit u's weights, for every u (`backend.conv_gemm`).
 
-    x: [U*B, C, *S] (unit-major), weight [U, M, C/g, *K] -> im2col [U, B, g, C/g*K, P] and
-    y[u, b, j] = weight[u, j] @ cols[u, b, j] per group j.
+    x: [U*B, 1, C, *S] (unit-major), weight [U, M, C/g, *K], bias [U, M].
     """
-    weight = params["weight"]
-    group = int(kernel.attrs["group"])
-    batch, channels = x.shape[0] * x.shape[1], x.shape[2]
-    x = _merge_samples(x).astype(ACCUMULATE)
-    window = weight.shape[3:]
-    out = output_spatial(x.shape, window, kernel.attrs)
-    cols = im2col(pad_zero(x, kernel.attrs["pads"]), window, out, kernel.attrs)
-    cols = cols.reshape(units, batch // units, group, channels // group * math.prod(window), -1)
-    outputs = weight.shape[1]
-    w_groups = weight.reshape(units, 1, group, outputs // group, -1)
-    y = np.matmul(w_groups, cols).reshape(units, batch // units, outputs, *out)
-    if "bias" in params:
-        y += params["bias"].reshape(units, 1, outputs, *(1,) * len(out))
-    function, parameters = kernel.attrs["activation"], kernel.attrs["activation_params"]
-    y = apply_activation(function, parameters, y.reshape(batch, -1, *out))
-    return y.astype(np.float32).reshape(-1, *kernel.out_shape)
+    y = conv_units(_merge_samples(x), params["weight"], params.get("bias"), kernel.attrs)
+    return y.reshape(-1, *kernel.out_shape)
 
 
 def _dense_stacked(kernel: PreparedKernel, x: np.ndarray, params: dict, units: int) -> np.ndarray:
@@ -374,10 +376,10 @@ def _dense_stacked(kernel: PreparedKernel, x: np.ndarray, params: dict, units: i
 
 
 def _conv_shared(kernel: PreparedKernel, x: np.ndarray, params: dict) -> np.ndarray:
-    """conv with the units' weights joined along the output channels (group 1)."""
-    operands = [_merge_samples(x).astype(ACCUMULATE), *_weight_and_bias(params)]
-    (y,) = evaluate("conv", kernel.attrs, operands)
-    return _split_samples(y.astype(np.float32), x.shape[0])
+    """conv of each input class's buffers with its units' weights joined along the output
+    channels (group 1): weight [X, V M, C, *K], bias [X, V M]."""
+    y = conv_units(_merge_samples(x), params["weight"], params.get("bias"), kernel.attrs)
+    return _split_samples(y, x.shape[0])
 
 
 def _dense_shared(kernel: PreparedKernel, x: np.ndarray, params: dict) -> np.ndarray:

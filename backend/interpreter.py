@@ -428,12 +428,26 @@ def _extent(index: slice) -> int:
 def _fill_plan(port) -> FillPlan:
     copies = []
     for source in port.sources:
-        overlap = source.box.intersect(port.box)
+        overlap = _overlap(port.box, source.box)
         if overlap is not None:
-            copies.append(
-                (source.key, overlap.relative_to(port.box), overlap.relative_to(source.box))
-            )
+            copies.append((source.key, *overlap))
     return FillPlan(port.box.shape, port.dtype, tuple(copies))
+
+
+def _overlap(box: Box, source: Box) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+    """Where the common part of two boxes lies in `box` and in `source`, or None when they do
+    not overlap (`Box.intersect` then `Box.relative_to` both ways, in one pass: a large
+    image has some 10^5 of them)."""
+    in_box, in_source = [], []
+    for start, stop, source_start, source_stop in zip(
+        box.start, box.stop, source.start, source.stop
+    ):
+        low, high = max(start, source_start), min(stop, source_stop)
+        if high <= low:
+            return None
+        in_box.append(slice(low - start, high - start))
+        in_source.append(slice(low - source_start, high - source_start))
+    return tuple(in_box), tuple(in_source)
 
 
 def _fill(plan: FillPlan, payloads: dict[int, np.ndarray], samples: int) -> np.ndarray:

@@ -96,6 +96,17 @@ def image_weight_bytes(kernels: list[Kernel]) -> tuple[int, int]:
     return sum(d for d, _ in pairs), sum(s for _, s in pairs)
 
 
+@dataclass(frozen=True)
+class GroupCounts:
+    """Per-sample counts of kernels that fire together with dense dataflow: packets, link hops
+    (packets x hops of each), dense and stored MACs, summed over the kernels."""
+
+    packets: int
+    link_hops: int
+    macs_dense: int
+    macs_stored: int
+
+
 class SparsityPlan:
     """What the counts of a firing need from the image alone, computed once at load: per kernel
     its layer, zero value, packets, dense and stored MACs (per sample), synaptic row counts."""
@@ -109,6 +120,15 @@ class SparsityPlan:
         self.macs_dense = [dense_mac_count(kernel) for kernel in kernels]
         self.macs_stored = [mac_count(kernel) for kernel in kernels]
         self.row_counts = [_row_counts(k, p) for k, p in zip(kernels, params)]
+
+    def group_counts(self, members: tuple[int, ...], hops: list[int]) -> GroupCounts:
+        """The summed counts of `members` (whose packets take `hops` link hops each)."""
+        return GroupCounts(
+            packets=sum(self.packets[member] for member in members),
+            link_hops=sum(self.packets[member] * h for member, h in zip(members, hops)),
+            macs_dense=sum(self.macs_dense[member] for member in members),
+            macs_stored=sum(self.macs_stored[member] for member in members),
+        )
 
 
 class SparsityCounter:
@@ -140,28 +160,26 @@ class SparsityCounter:
         self.stats.per_layer.setdefault(plan.kernels[index].layer, LayerSparsity()).add(counts)
 
     def fired_dense(
-        self, members: tuple[int, ...], output: np.ndarray, hops: list[int], samples: int
+        self, first: int, counts: GroupCounts, output: np.ndarray, samples: int
     ) -> None:
         """Count the firing of kernels of one layer that send every element (no event-based
-        activations), their outputs stacked in `output`: the same sums as `fired` per member,
-        with one zero count for the whole stack."""
+        activations): `counts` summed over them, their outputs stacked in `output` (first: the
+        first kernel). The same sums as `fired` per kernel, with one zero count for the stack."""
         if self.events:
             raise ValueError("fired_dense counts dense dataflow only")
         plan = self.plan
-        first = members[0]
-        packets = sum(plan.packets[member] for member in members) * samples
-        stored = sum(plan.macs_stored[member] for member in members) * samples
-        counts = LayerSparsity(
+        packets = counts.packets * samples
+        layer = LayerSparsity(
             activation_elements=output.size,
-            activation_zeros=int(np.count_nonzero(output == plan.zeros[first])),
+            activation_zeros=_zeros(output, plan.zeros[first]),
             packets_dense=packets,
             packets_sent=packets,
-            macs_dense=sum(plan.macs_dense[member] for member in members) * samples,
-            macs_performed=stored,
+            macs_dense=counts.macs_dense * samples,
+            macs_performed=counts.macs_stored * samples,
         )
         self.packets += packets
-        self.link_hops += sum(plan.packets[m] * h for m, h in zip(members, hops)) * samples
-        self.stats.per_layer.setdefault(plan.kernels[first].layer, LayerSparsity()).add(counts)
+        self.link_hops += counts.link_hops * samples
+        self.stats.per_layer.setdefault(plan.kernels[first].layer, LayerSparsity()).add(layer)
 
     def _performed(self, index: int, inputs: list[np.ndarray], samples: int) -> int:
         plan = self.plan
@@ -174,6 +192,13 @@ class SparsityCounter:
         if rows is not None:  # dense: the stored row of every input that arrived
             return int(arrived.reshape(-1, rows.size).sum(axis=0) @ rows)
         return stored * int(np.count_nonzero(arrived)) // max(arrived.size, 1)
+
+
+def _zeros(output: np.ndarray, zero: int) -> int:
+    """How many elements of `output` equal `zero` (for 0: without a comparison array)."""
+    if zero == 0:
+        return output.size - int(np.count_nonzero(output))
+    return int(np.count_nonzero(output == zero))
 
 
 def _row_counts(kernel: Kernel, params: dict[str, np.ndarray]) -> np.ndarray | None:

@@ -17,6 +17,12 @@ buffer is filled from the payloads of its senders (the part of each sender's box
 port's box), the kernel computes (`backend.kernels`), and its output box becomes the payload of its
 key block. The host assembles graph outputs from the packets it received. Arrays carry a leading
 samples axis so that a stack of inputs runs as independent inferences in one pass.
+
+Kernels fire in groups (`backend.schedule`): identical kernels with their buffers stacked along
+the samples axis, and the chunks of one float conv or dense layer as batched or wider products.
+A stacked buffer whose parts are each one sender's whole box, sent by consecutive kernels of one
+group, is that group's result rows as they are (every packet's delivery was checked at load;
+filling would copy the same values).
 """
 
 from __future__ import annotations
@@ -200,6 +206,8 @@ class Interpreter:
         self.fills = [[_fill_plan(port) for port in k.inputs] for _, k in self.kernels]
         self._check_ports()
         self.schedule = firing_schedule([k for _, k in self.kernels], self.params)
+        self.readers = {group.members[0]: group.readers() for group in self.schedule}
+        self.whole_sources = self._whole_sources()
         self.spiking = prepare_spiking(self) if program.mode == "snn" else []
         self.stacked_params = {
             group.members[0]: _stack_params(self.params, group, self.kernels[group.members[0]][1])
@@ -208,10 +216,11 @@ class Interpreter:
         }
         self.events = any("event_zero" in k.attrs for _, k in self.kernels)
         self.sparsity_plan = SparsityPlan([k for _, k in self.kernels], self.params, self.events)
-        self.group_hops = {
-            group.members[0]: [
-                self.deliveries[self.kernels[m][1].output.key].hops for m in group.members
-            ]
+        self.group_counts = {
+            group.members[0]: self.sparsity_plan.group_counts(
+                group.members,
+                [self.deliveries[self.kernels[m][1].output.key].hops for m in group.members],
+            )
             for group in self.schedule
         }
         self.per_inference = self._static_counts()
@@ -316,8 +325,9 @@ class Interpreter:
                     data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
                 )
         counter = SparsityCounter(self.sparsity_plan)
+        origins: dict[int, tuple[np.ndarray, int]] = {}  # key -> (producer's result, block)
         for group in self.schedule:
-            self._fire(group, payloads, samples, counter)
+            self._fire(group, payloads, samples, counter, origins)
         outputs = {
             io.name: _assemble(io, plan, payloads, samples)
             for io, plan in zip(self.program.outputs, self.output_plans)
@@ -334,14 +344,28 @@ class Interpreter:
         return stats
 
     def buffers(
-        self, members: tuple[int, ...], payloads: dict[int, np.ndarray], samples: int
+        self,
+        members: tuple[int, ...],
+        payloads: dict[int, np.ndarray],
+        samples: int,
+        origins: dict[int, tuple[np.ndarray, int]] | None = None,
     ) -> list[np.ndarray]:
-        """The input buffers of identical kernels, stacked along the samples axis."""
+        """The input buffers of identical kernels, stacked along the samples axis.
+
+        With `origins` (each payload's producer result and block position), a port whose
+        members each read one whole producer box, from consecutive blocks of one result, is
+        that result's rows: the copy would reproduce them.
+        """
         first = members[0]
         if len(members) == 1:
             return [_fill(plan, payloads, samples) for plan in self.fills[first]]
         buffers = []
         for port, plan in enumerate(self.fills[first]):
+            keys = self.whole_sources.get((members, port)) if origins is not None else None
+            view = _stacked_view(keys, origins, samples) if keys and origins else None
+            if view is not None and view.dtype == plan.dtype:
+                buffers.append(view)
+                continue
             stacked = np.empty((len(members) * samples, *plan.shape), dtype=plan.dtype)
             for position, member in enumerate(members):
                 target = stacked[position * samples : (position + 1) * samples]
@@ -349,19 +373,33 @@ class Interpreter:
             buffers.append(stacked)
         return buffers
 
+    def _whole_sources(self) -> dict[tuple[tuple[int, ...], int], tuple[int, ...]]:
+        """(readers of a group, port) -> the sender key of each reader, where every reader's
+        port is exactly one sender's whole box."""
+        result = {}
+        for group in self.schedule:
+            readers = group.readers()
+            if len(readers) < 2:
+                continue
+            for port in range(len(self.kernels[readers[0]][1].inputs)):
+                ports = [self.kernels[member][1].inputs[port] for member in readers]
+                if all(len(p.sources) == 1 and p.sources[0].box == p.box for p in ports):
+                    result[(readers, port)] = tuple(p.sources[0].key for p in ports)
+        return result
+
     def _fire(
         self,
         group: FiringGroup,
         payloads: dict[int, np.ndarray],
         samples: int,
         counter: SparsityCounter | None = None,
+        origins: dict[int, tuple[np.ndarray, int]] | None = None,
     ):
         """Fire a group at once: its members' buffers stacked along the samples axis (a shared
         group fills only the first block of each input class)."""
         members = group.members
         first = members[0]
-        filled = group.readers()
-        buffers = self.buffers(filled, payloads, samples)
+        buffers = self.buffers(self.readers[first], payloads, samples, origins)
         if group.shared:
             joined = self.stacked_params[first]
             result = self.prepared[first].call_shared(buffers, joined, group.sharing)
@@ -372,13 +410,14 @@ class Interpreter:
             result = self.prepared[first](buffers, self.params[first])
         result = result.astype(self.kernels[first][1].output.dtype, copy=False)
         for position, member in enumerate(members):
-            payloads[self.kernels[member][1].output.key] = result[
-                position * samples : (position + 1) * samples
-            ]
+            key = self.kernels[member][1].output.key
+            payloads[key] = result[position * samples : (position + 1) * samples]
+            if origins is not None:
+                origins[key] = (result, position)
         if counter is None:
             return
         if not counter.events:
-            counter.fired_dense(members, result, self.group_hops[first], samples)
+            counter.fired_dense(first, self.group_counts[first], result, samples)
             return
         for position, member in enumerate(members):  # a shared block reads its class's buffers
             block = group.read_position(position) * samples
@@ -448,6 +487,21 @@ def _overlap(box: Box, source: Box) -> tuple[tuple[slice, ...], tuple[slice, ...
         in_box.append(slice(low - start, high - start))
         in_source.append(slice(low - source_start, high - source_start))
     return tuple(in_box), tuple(in_source)
+
+
+def _stacked_view(
+    keys: tuple[int, ...], origins: dict[int, tuple[np.ndarray, int]], samples: int
+) -> np.ndarray | None:
+    """The rows of one producer result holding the payloads of `keys` one after another, or
+    None when the payloads are not consecutive blocks of one result."""
+    if keys[0] not in origins:
+        return None
+    result, start = origins[keys[0]]
+    for offset, key in enumerate(keys):
+        origin = origins.get(key)
+        if origin is None or origin[0] is not result or origin[1] != start + offset:
+            return None
+    return result[start * samples : (start + len(keys)) * samples]
 
 
 def _fill(plan: FillPlan, payloads: dict[int, np.ndarray], samples: int) -> np.ndarray:

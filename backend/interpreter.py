@@ -36,6 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from backend.activity import SparsityCounter, SparsityPlan, SparsityStats
 from backend.descriptor_check import check_descriptors
+from backend.gc_pause import gc_paused
 from backend.hardware import Machine
 from backend.kernels import ACCUMULATE, PreparedKernel
 from backend.program import Box, Kernel, PECoord, Program, TensorRef
@@ -182,6 +183,10 @@ class Interpreter:
     """Loads a `Program` (as read from an image) and runs inferences on it."""
 
     def __init__(self, program: Program) -> None:
+        with gc_paused():  # loading builds some 10^6 small objects and no reference cycles
+            self._load(program)
+
+    def _load(self, program: Program) -> None:
         self.program = program
         self.machine = Machine.from_description(program.machine)
         check_descriptors(program, self.machine)

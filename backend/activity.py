@@ -171,7 +171,7 @@ class SparsityCounter:
         packets = counts.packets * samples
         layer = LayerSparsity(
             activation_elements=output.size,
-            activation_zeros=_zeros(output, plan.zeros[first]),
+            activation_zeros=int(np.count_nonzero(output == plan.zeros[first])),
             packets_dense=packets,
             packets_sent=packets,
             macs_dense=counts.macs_dense * samples,
@@ -192,13 +192,6 @@ class SparsityCounter:
         if rows is not None:  # dense: the stored row of every input that arrived
             return int(arrived.reshape(-1, rows.size).sum(axis=0) @ rows)
         return stored * int(np.count_nonzero(arrived)) // max(arrived.size, 1)
-
-
-def _zeros(output: np.ndarray, zero: int) -> int:
-    """How many elements of `output` equal `zero` (for 0: without a comparison array)."""
-    if zero == 0:
-        return output.size - int(np.count_nonzero(output))
-    return int(np.count_nonzero(output == zero))
 
 
 def _row_counts(kernel: Kernel, params: dict[str, np.ndarray]) -> np.ndarray | None:

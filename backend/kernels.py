@@ -196,19 +196,20 @@ def _pool(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
     rank = len(attrs["kernel"])
     is_max = attrs["kind"] == "max"
     fill = -np.inf if is_max else 0.0
-    gathers, divisors = [], []
+    windows, divisors = [], []
     for i in range(rank):
+        stride, dilation = attrs["strides"][i], attrs["dilations"][i]
+        taps, out = attrs["kernel"][i], out_shape[2 + i]
+        first = attrs["window_start"][i] - attrs["input_start"][i]
+        windows.append((first, stride, dilation, taps, out))
         positions = (
-            np.arange(out_shape[2 + i])[:, None] * attrs["strides"][i]
-            + np.arange(attrs["kernel"][i])[None, :] * attrs["dilations"][i]
+            np.arange(out)[:, None] * stride
+            + np.arange(taps)[None, :] * dilation
             + attrs["window_start"][i]
         )
-        local = positions - attrs["input_start"][i]
-        present = (local >= 0) & (local < x.shape[3 + i])
-        gathers.append((np.where(present, local, 0), present))
         counted = (positions >= attrs["valid_lo"][i]) & (positions < attrs["valid_hi"][i])
         divisors.append(counted.sum(axis=1))
-    result = _window_reduce(x, gathers, is_max, fill)
+    result = _window_reduce(x, windows, is_max, fill)
     if is_max:
         return result.astype(np.int8 if quantised else np.float32)
     divisor = divisors[0].astype(np.float32)
@@ -217,17 +218,39 @@ def _pool(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
     return (result / np.maximum(divisor, 1)).astype(np.float32)
 
 
-def _window_reduce(x: np.ndarray, gathers: list, is_max: bool, fill: float) -> np.ndarray:
-    """Reduce over all kernel taps, one spatial axis at a time (separable)."""
+def _window_reduce(x: np.ndarray, windows: list, is_max: bool, fill: float) -> np.ndarray:
+    """Reduce over all kernel taps, one spatial axis at a time (separable).
+
+    Along an axis, tap t of output o reads buffer index first + o*stride + t*dilation; the axis
+    is padded with `fill` where windows reach past the buffer, so that each tap is one strided
+    slice, and the taps are reduced in order (max, or sum t = 0, 1, ...).
+    """
     result = x
-    for i, (index, present) in enumerate(gathers):
+    for i, (first, stride, dilation, taps, out) in enumerate(windows):
         axis = 3 + i
-        taken = np.take(result, index, axis=axis)  # (..., out, taps, ...)
-        mask_shape = [1] * taken.ndim
-        mask_shape[axis], mask_shape[axis + 1] = present.shape
-        taken = np.where(present.reshape(mask_shape), taken, taken.dtype.type(fill))
-        result = taken.max(axis=axis + 1) if is_max else taken.sum(axis=axis + 1)
+        last = first + (out - 1) * stride + (taps - 1) * dilation
+        before, after = max(0, -first), max(0, last + 1 - result.shape[axis])
+        if before or after:
+            widths = [(0, 0)] * result.ndim
+            widths[axis] = (before, after)
+            result = np.pad(result, widths, constant_values=fill)
+        taps_start = first + before
+        reduced = _tap(result, axis, taps_start, stride, out).copy()
+        for tap in range(1, taps):
+            part = _tap(result, axis, taps_start + tap * dilation, stride, out)
+            if is_max:
+                np.maximum(reduced, part, out=reduced)
+            else:
+                reduced += part
+        result = reduced
     return result
+
+
+def _tap(x: np.ndarray, axis: int, start: int, stride: int, count: int) -> np.ndarray:
+    """Elements start, start + stride, ... (`count` of them) of x along `axis`: a view."""
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, start + (count - 1) * stride + 1, stride)
+    return x[tuple(index)]
 
 
 def _lrn(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:

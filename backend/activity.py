@@ -104,81 +104,134 @@ def image_weight_bytes(kernels: list[Kernel]) -> tuple[int, int]:
     return sum(d for d, _ in pairs), sum(s for _, s in pairs)
 
 
+@dataclass(frozen=True)
+class GroupCounts:
+    """Per-sample counts of kernels that fire together with dense dataflow (none sends or
+    receives events): packets (as sent, and packed), output elements, link hops (packets x hops
+    of each), dense and stored MACs, summed over the kernels."""
+
+    packets: int
+    packets_packed: int
+    link_hops: int
+    macs_dense: int
+    macs_stored: int
+
+
 class SparsityPlan:
-    """What the counts of an image's firings need that the image fixes: weight bytes, stored
-    weights per synaptic row, and per kernel its zero value, packets per sample and dense and
-    performed MACs per sample. Built once per interpreter."""
+    """What the counts of a firing need from the image alone, computed once at load: weight
+    bytes, stored weights per synaptic row, and per kernel its zero value, whether it sends
+    events, packets per sample (sent as its key block says, and packed), dense and stored MACs
+    per sample."""
 
     def __init__(self, kernels: list[Kernel], params: list[dict[str, np.ndarray]]):
         self.kernels = kernels
         self.event_layers = event_layers(kernels)
         self.weight_bytes = image_weight_bytes(kernels)
         self.row_counts = [_row_counts(k, p) for k, p in zip(kernels, params)]
-        # per kernel: (zero value, sends events, packets per sample sent packed / as its key
-        # block says, packed packets per sample, dense MACs, MACs with the stored weights)
-        self.statics = [
-            (
-                k.attrs.get("event_zero", 0),
-                "event_zero" in k.attrs,
-                k.output.packet_count,
-                packed_packets(k),
-                dense_mac_count(k),
-                mac_count(k),
-            )
-            for k in kernels
-        ]
+        self.zeros = [k.attrs.get("event_zero", 0) for k in kernels]
+        self.sends_events = ["event_zero" in k.attrs for k in kernels]
+        self.packets = [k.output.packet_count for k in kernels]
+        self.packets_packed = [packed_packets(k) for k in kernels]
+        self.macs_dense = [dense_mac_count(k) for k in kernels]
+        self.macs_stored = [mac_count(k) for k in kernels]
+
+    def group_counts(self, members: tuple[int, ...], hops: list[int]) -> GroupCounts | None:
+        """The summed counts of `members` (whose packets take `hops` link hops each), or None
+        when one of them sends or receives events (its counts depend on the values)."""
+        if any(
+            self.sends_events[m] or "event_input_zeros" in self.kernels[m].attrs for m in members
+        ):
+            return None
+        return GroupCounts(
+            packets=sum(self.packets[m] for m in members),
+            packets_packed=sum(self.packets_packed[m] for m in members),
+            link_hops=sum(self.packets[m] * h for m, h in zip(members, hops)),
+            macs_dense=sum(self.macs_dense[m] for m in members),
+            macs_stored=sum(self.macs_stored[m] for m in members),
+        )
 
 
 class SparsityCounter:
-    """Counts a run's firings; one per run. A firing is recorded as a few numbers and the
-    per-layer counts are summed when `stats` is read (once, after the run)."""
+    """Counts a run's firings; one per run. A firing is recorded as a few numbers per layer
+    and the per-layer counts are summed when `stats` is read (once, after the run)."""
 
     def __init__(self, plan: SparsityPlan):
         self.plan = plan
-        self.kernels = plan.kernels
-        # per firing: (kernel index, samples, output elements, zeros, packets sent, MACs done)
-        self.firings: list[tuple[int, int, int, int, int, int]] = []
+        # per firing: (layer, output elements, zeros, packets packed, packets sent,
+        # dense MACs, MACs performed)
+        self.firings: list[tuple[str, int, int, int, int, int, int]] = []
         self.packets = 0  # packets the kernels sent
         self.link_hops = 0  # and their chip-to-chip hops
 
     def fired(self, index: int, inputs: list[np.ndarray], output: np.ndarray, hops: int) -> None:
         """Count one kernel's firing on S samples: its input buffers, its output, and the
         link hops of each of its packets."""
+        plan = self.plan
         samples = output.shape[0]
-        zero, events, packets, _, _, _ = self.plan.statics[index]
-        zeros = int(np.count_nonzero(output == zero))
-        sent = output.size - zeros if events else packets * samples
+        zeros = int(np.count_nonzero(output == plan.zeros[index]))
+        sent = output.size - zeros if plan.sends_events[index] else plan.packets[index] * samples
         self.packets += sent
         self.link_hops += sent * hops
-        performed = self._performed(index, inputs, samples)
-        self.firings.append((index, samples, output.size, zeros, sent, performed))
+        self.firings.append(
+            (
+                plan.kernels[index].layer,
+                output.size,
+                zeros,
+                plan.packets_packed[index] * samples,
+                sent,
+                plan.macs_dense[index] * samples,
+                self._performed(index, inputs, samples),
+            )
+        )
+
+    def fired_dense(
+        self, first: int, counts: GroupCounts, output: np.ndarray, samples: int
+    ) -> None:
+        """Count the firing of kernels of one layer with dense dataflow: `counts` summed over
+        them, their outputs stacked in `output` (first: the first kernel). The same sums as
+        `fired` per kernel, with one zero count for the stack."""
+        plan = self.plan
+        packets = counts.packets * samples
+        self.packets += packets
+        self.link_hops += counts.link_hops * samples
+        self.firings.append(
+            (
+                plan.kernels[first].layer,
+                output.size,
+                int(np.count_nonzero(output == plan.zeros[first])),
+                counts.packets_packed * samples,
+                packets,
+                counts.macs_dense * samples,
+                counts.macs_stored * samples,
+            )
+        )
 
     @property
     def stats(self) -> SparsityStats:
-        """The run's counts per layer (each firing added to its kernel's layer)."""
+        """The run's counts per layer (each firing added to its layer)."""
         stats = SparsityStats(self.plan.event_layers, *self.plan.weight_bytes)
-        for index, samples, elements, zeros, sent, performed in self.firings:
-            _, _, _, packed, macs, _ = self.plan.statics[index]
-            layer = stats.per_layer.get(self.kernels[index].layer)
+        for layer_name, elements, zeros, packed, sent, dense, performed in self.firings:
+            layer = stats.per_layer.get(layer_name)
             if layer is None:
-                layer = stats.per_layer[self.kernels[index].layer] = LayerSparsity()
+                layer = stats.per_layer[layer_name] = LayerSparsity()
             layer.activation_elements += elements
             layer.activation_zeros += zeros
             layer.packets_elements += elements
-            layer.packets_packed += packed * samples
+            layer.packets_packed += packed
             layer.packets_sent += sent
-            layer.macs_dense += macs * samples
+            layer.macs_dense += dense
             layer.macs_performed += performed
         return stats
 
     def _performed(self, index: int, inputs: list[np.ndarray], samples: int) -> int:
-        kernel = self.kernels[index]
-        stored = self.plan.statics[index][5] * samples
+        plan = self.plan
+        kernel = plan.kernels[index]
+        stored = plan.macs_stored[index] * samples
         if "event_input_zeros" not in kernel.attrs or stored == 0 or not inputs:
             return stored
         zero = kernel.attrs.get("event_input_zeros", (0,))[0]
         arrived = inputs[0] != zero
-        rows = self.plan.row_counts[index]
+        rows = plan.row_counts[index]
         if rows is not None:  # dense: the stored row of every input that arrived
             return int(arrived.reshape(-1, rows.size).sum(axis=0) @ rows)
         return stored * int(np.count_nonzero(arrived)) // max(arrived.size, 1)

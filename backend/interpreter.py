@@ -17,6 +17,12 @@ buffer is filled from the payloads of its senders (the part of each sender's box
 port's box), the kernel computes (`backend.kernels`), and its output box becomes the payload of its
 key block. The host assembles graph outputs from the packets it received. Arrays carry a leading
 samples axis so that a stack of inputs runs as independent inferences in one pass.
+
+Kernels fire in groups (`backend.schedule`): identical kernels with their buffers stacked along
+the samples axis, and the chunks of one float conv or dense layer as batched or wider products.
+A stacked buffer whose parts are each one sender's whole box, sent by consecutive kernels of one
+group, is that group's result rows as they are (every packet's delivery was checked at load;
+filling would copy the same values).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from threadpoolctl import ThreadpoolController
 
 from backend.activity import SparsityCounter, SparsityPlan, SparsityStats
 from backend.descriptor_check import check_descriptors
+from backend.gc_pause import gc_paused
 from backend.hardware import Machine
 from backend.kernels import ACCUMULATE, PreparedKernel
 from backend.kernels_recurrent import RecurrentSlice, run_layer
@@ -158,9 +165,10 @@ def _read_param(ref: TensorRef, blocks: list[tuple[int, bytes]], where: str) -> 
 def _stack_params(params: list[dict[str, np.ndarray]], group: FiringGroup, kernel: Kernel):
     """The parameters of each unit of a group, in the accumulation type.
 
-    Stacked on a new leading axis; or, when the units share their inputs, joined along the output
-    channels (dense weight [K, N]: axis 1; conv weight [M, ...] and bias [M]: axis 0) into one
-    wider layer.
+    Stacked on a new leading axis; or, when blocks share their inputs, joined per input class
+    along the output channels into one wider layer: conv weight [M, ...] and bias [M] on axis 0,
+    then the classes stacked on a new leading axis; dense weight [K, N] on axis 1 and bias [N] on
+    axis 0 (a dense group shares only as one class).
     """
     firsts = group.unit_firsts()
     result = {}
@@ -169,8 +177,15 @@ def _stack_params(params: list[dict[str, np.ndarray]], group: FiringGroup, kerne
         if not group.shared:
             result[role] = np.stack(arrays).astype(ACCUMULATE)
             continue
-        axis = 1 if role == "weight" and kernel.opcode == "dense" else 0
-        result[role] = np.concatenate(arrays, axis=axis).astype(ACCUMULATE)
+        if kernel.opcode == "dense":
+            axis = 1 if role == "weight" else 0
+            result[role] = np.concatenate(arrays, axis=axis).astype(ACCUMULATE)
+            continue
+        classes = [
+            np.concatenate(arrays[start : start + group.sharing])
+            for start in range(0, len(arrays), group.sharing)
+        ]
+        result[role] = np.stack(classes).astype(ACCUMULATE)
     return result
 
 
@@ -178,6 +193,10 @@ class Interpreter:
     """Loads a `Program` (as read from an image) and runs inferences on it."""
 
     def __init__(self, program: Program) -> None:
+        with gc_paused():  # loading builds some 10^6 small objects and no reference cycles
+            self._load(program)
+
+    def _load(self, program: Program) -> None:
         self.program = program
         self.machine = Machine.from_description(program.machine)
         check_descriptors(program, self.machine)
@@ -197,17 +216,13 @@ class Interpreter:
             for pe, k in self.kernels
         ]
         self.prepared = [PreparedKernel(k) for _, k in self.kernels]
-        self.sparsity_plan = SparsityPlan([k for _, k in self.kernels], self.params)
         self.macs = [mac_count(k) for _, k in self.kernels]
         self.deliveries = self._deliver()
         self.fills = [[_fill_plan(port) for port in k.inputs] for _, k in self.kernels]
-        # per kernel: (output key, output dtype, link hops of its packets)
-        self.senders = [
-            (k.output.key, k.output.dtype, self.deliveries[k.output.key].hops)
-            for _, k in self.kernels
-        ]
         self._check_ports()
         self.schedule = firing_schedule([k for _, k in self.kernels], self.params)
+        self.readers = {group.members[0]: group.readers() for group in self.schedule}
+        self.whole_sources = self._whole_sources()
         self.spiking = prepare_spiking(self) if program.mode == "snn" else []
         self.stacked_params = {
             group.members[0]: _stack_params(self.params, group, self.kernels[group.members[0]][1])
@@ -215,6 +230,14 @@ class Interpreter:
             if group.units > 1
         }
         self.events = any("event_zero" in k.attrs for _, k in self.kernels)
+        self.sparsity_plan = SparsityPlan([k for _, k in self.kernels], self.params)
+        self.group_counts = {
+            group.members[0]: self.sparsity_plan.group_counts(
+                group.members,
+                [self.deliveries[self.kernels[m][1].output.key].hops for m in group.members],
+            )
+            for group in self.schedule
+        }
         self.per_inference = self._static_counts()
         self.output_plans = [
             [(key, box.relative_to(Box.full(io.shape))) for box, (key, _) in zip(io.boxes, io.keys)]
@@ -317,8 +340,9 @@ class Interpreter:
                     data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
                 )
         counter = SparsityCounter(self.sparsity_plan)
+        origins: dict[int, tuple[np.ndarray, int]] = {}  # key -> (producer's result, block)
         for group in self.schedule:
-            self._fire(group, payloads, samples, counter)
+            self._fire(group, payloads, samples, counter, origins)
         outputs = {
             io.name: _assemble(io, plan, payloads, samples)
             for io, plan in zip(self.program.outputs, self.output_plans)
@@ -335,14 +359,28 @@ class Interpreter:
         return stats
 
     def buffers(
-        self, members: tuple[int, ...], payloads: dict[int, np.ndarray], samples: int
+        self,
+        members: tuple[int, ...],
+        payloads: dict[int, np.ndarray],
+        samples: int,
+        origins: dict[int, tuple[np.ndarray, int]] | None = None,
     ) -> list[np.ndarray]:
-        """The input buffers of identical kernels, stacked along the samples axis."""
+        """The input buffers of identical kernels, stacked along the samples axis.
+
+        With `origins` (each payload's producer result and block position), a port whose
+        members each read one whole producer box, from consecutive blocks of one result, is
+        that result's rows: the copy would reproduce them.
+        """
         first = members[0]
         if len(members) == 1:
             return [_fill(plan, payloads, samples) for plan in self.fills[first]]
         buffers = []
         for port, plan in enumerate(self.fills[first]):
+            keys = self.whole_sources.get((members, port)) if origins is not None else None
+            view = _stacked_view(keys, origins, samples) if keys and origins else None
+            if view is not None and view.dtype == plan.dtype:
+                buffers.append(view)
+                continue
             stacked = np.empty((len(members) * samples, *plan.shape), dtype=plan.dtype)
             for position, member in enumerate(members):
                 target = stacked[position * samples : (position + 1) * samples]
@@ -350,48 +388,63 @@ class Interpreter:
             buffers.append(stacked)
         return buffers
 
+    def _whole_sources(self) -> dict[tuple[tuple[int, ...], int], tuple[int, ...]]:
+        """(readers of a group, port) -> the sender key of each reader, where every reader's
+        port is exactly one sender's whole box."""
+        result = {}
+        for group in self.schedule:
+            readers = group.readers()
+            if len(readers) < 2:
+                continue
+            for port in range(len(self.kernels[readers[0]][1].inputs)):
+                ports = [self.kernels[member][1].inputs[port] for member in readers]
+                if all(len(p.sources) == 1 and p.sources[0].box == p.box for p in ports):
+                    result[(readers, port)] = tuple(p.sources[0].key for p in ports)
+        return result
+
     def _fire(
         self,
         group: FiringGroup,
         payloads: dict[int, np.ndarray],
         samples: int,
         counter: SparsityCounter | None = None,
+        origins: dict[int, tuple[np.ndarray, int]] | None = None,
     ):
         """Fire a group at once: its members' buffers stacked along the samples axis (a shared
-        group fills only its first block: every block reads the same inputs)."""
+        group fills only the first block of each input class)."""
         members = group.members
         first = members[0]
         if self.kernels[first][1].opcode in RECURRENT_OPCODES:
             self._fire_recurrent(members, payloads, samples, counter)
             return
-        if len(members) == 1:  # one kernel alone: the common case, without the group's loops
-            buffers = [_fill(plan, payloads, samples) for plan in self.fills[first]]
-            key, dtype, hops = self.senders[first]
-            part = self.prepared[first](buffers, self.params[first]).astype(dtype, copy=False)
-            payloads[key] = part
-            if counter is not None:
-                counter.fired(first, buffers, part, hops)
-            return
-        filled = members[: len(members) // group.units] if group.shared else members
-        buffers = self.buffers(filled, payloads, samples)
+        buffers = self.buffers(self.readers[first], payloads, samples, origins)
         if group.shared:
             joined = self.stacked_params[first]
-            result = self.prepared[first].call_shared(buffers, joined, group.units)
+            result = self.prepared[first].call_shared(buffers, joined, group.sharing)
         elif group.units > 1:
             stacked = self.stacked_params[first]
             result = self.prepared[first].call_stacked(buffers, stacked, group.units)
         else:
             result = self.prepared[first](buffers, self.params[first])
-        dtype = self.kernels[first][1].output.dtype
+        result = result.astype(self.kernels[first][1].output.dtype, copy=False)
         for position, member in enumerate(members):
-            rows = slice(position * samples, (position + 1) * samples)
-            part = result[rows].astype(dtype, copy=False)
-            payloads[self.kernels[member][1].output.key] = part
-            if counter is not None:  # a shared group's blocks read the first block's buffers
-                block = (position % len(filled)) * samples
-                read = [buffer[block : block + samples] for buffer in buffers]
-                hops = self.deliveries[self.kernels[member][1].output.key].hops
-                counter.fired(member, read, part, hops)
+            key = self.kernels[member][1].output.key
+            payloads[key] = result[position * samples : (position + 1) * samples]
+            if origins is not None:
+                origins[key] = (result, position)
+        if counter is None:
+            return
+        counts = self.group_counts[first]
+        if counts is not None:  # dense dataflow in and out: one count for the group
+            counter.fired_dense(first, counts, result, samples)
+            return
+        for position, member in enumerate(members):  # a shared block reads its class's buffers
+            block = group.read_position(position) * samples
+            read = [buffer[block : block + samples] for buffer in buffers]
+            part = result[position * samples : (position + 1) * samples]
+            counter.fired(
+                member, read, part, self.deliveries[self.kernels[member][1].output.key].hops
+            )
 
     def _fire_recurrent(
         self,
@@ -469,17 +522,46 @@ def _extent(index: slice) -> int:
 def _fill_plan(port) -> FillPlan:
     copies = []
     for source in port.sources:
-        overlap = source.box.intersect(port.box)
+        overlap = _overlap(port.box, source.box)
         if overlap is not None:
-            copies.append(
-                (source.key, overlap.relative_to(port.box), overlap.relative_to(source.box))
-            )
+            copies.append((source.key, *overlap))
     whole_from = None
     if len(copies) == 1:
         key, target, _ = copies[0]
         if all(t == slice(0, n) for t, n in zip(target, port.box.shape)):
             whole_from = key
     return FillPlan(port.box.shape, port.dtype, tuple(copies), whole_from)
+
+
+def _overlap(box: Box, source: Box) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+    """Where the common part of two boxes lies in `box` and in `source`, or None when they do
+    not overlap (`Box.intersect` then `Box.relative_to` both ways, in one pass: a large
+    image has some 10^5 of them)."""
+    in_box, in_source = [], []
+    for start, stop, source_start, source_stop in zip(
+        box.start, box.stop, source.start, source.stop
+    ):
+        low, high = max(start, source_start), min(stop, source_stop)
+        if high <= low:
+            return None
+        in_box.append(slice(low - start, high - start))
+        in_source.append(slice(low - source_start, high - source_start))
+    return tuple(in_box), tuple(in_source)
+
+
+def _stacked_view(
+    keys: tuple[int, ...], origins: dict[int, tuple[np.ndarray, int]], samples: int
+) -> np.ndarray | None:
+    """The rows of one producer result holding the payloads of `keys` one after another, or
+    None when the payloads are not consecutive blocks of one result."""
+    if keys[0] not in origins:
+        return None
+    result, start = origins[keys[0]]
+    for offset, key in enumerate(keys):
+        origin = origins.get(key)
+        if origin is None or origin[0] is not result or origin[1] != start + offset:
+            return None
+    return result[start * samples : (start + len(keys)) * samples]
 
 
 def _fill(plan: FillPlan, payloads: dict[int, np.ndarray], samples: int) -> np.ndarray:

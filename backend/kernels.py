@@ -11,24 +11,24 @@ what the Cortex-M4F's single-precision FPU computes up to summation order.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from backend import kernels_int8 as int8
+from backend.conv_gemm import conv_units
 from backend.program import Box, Kernel
 from ir.errors import InternalError
 from ir.reference import KERNELS as REFERENCE_KERNELS
 from ir.reference import apply_activation, evaluate
-from ir.reference.conv import im2col, pad_zero
-from ir.reference.window import output_spatial
 from ir.registry import OPS, get_op
 
 Arrays = Sequence[np.ndarray]
 # Float conv and dense sum their products in float64 and round once to float32, so a sum does not
 # depend on how a layer was sliced or batched, nor on BLAS blocking: equal sums give equal bits
-# in every slice (see docs/numerics.md).
+# in every slice (see docs/numerics.md). OpenBLAS's float32 products do not have this property:
+# with one matrix product, equal weight rows give outputs that differ in the last bits, and an
+# output's bits change with the number of columns multiplied alongside it.
 ACCUMULATE = np.float64
 
 
@@ -93,18 +93,26 @@ class PreparedKernel:
             )
         return result
 
-    def call_shared(self, inputs: Arrays, params: dict[str, np.ndarray], units: int) -> np.ndarray:
-        """Fire `units` parameter sets that read the same inputs, as one wider layer.
+    def call_shared(
+        self, inputs: Arrays, params: dict[str, np.ndarray], sharing: int
+    ) -> np.ndarray:
+        """Fire parameter sets that read the same inputs, `sharing` at a time, as wider layers.
 
-        `params` hold the units' weight (and bias), in the accumulation type, joined along the
-        output channels; the result holds unit 0's outputs for every buffer, then unit 1's, ...
+        `inputs` hold the buffers of each input class one after another along the samples axis;
+        `params` hold, per class, its `sharing` units' weight (and bias), in the accumulation
+        type, joined along the output channels (conv: classes stacked on a leading axis; dense:
+        one class). The result holds the class's unit 0's outputs for each of its buffers, then
+        unit 1's, ..., then the next class's.
         """
         handler = _SHARED[self.kernel.opcode]
-        wide = handler(self, inputs[0], params)  # [B, *box with U times the channels]
+        wide = handler(self, inputs[0], params)  # [X B, *box with `sharing` times the channels]
         axis = 2 if self.kernel.opcode == "conv" else wide.ndim - 1
-        split = wide.reshape(*wide.shape[:axis], units, -1, *wide.shape[axis + 1 :])
-        result = np.moveaxis(split, axis, 0).reshape(-1, *self.out_shape)
-        return result
+        classes = params["weight"].shape[0] if self.kernel.opcode == "conv" else 1
+        rows, channels = wide.shape[0] // classes, wide.shape[axis] // sharing
+        split = wide.reshape(
+            classes, rows, *wide.shape[1:axis], sharing, channels, *wide.shape[axis + 1 :]
+        )
+        return np.moveaxis(split, axis + 1, 1).reshape(-1, *self.out_shape)
 
     def _float_island(self, inputs: list, params: dict, samples: int) -> np.ndarray:
         """int8 in, fp32 compute (the float kernel), int8 out: dequantise, run, quantise."""
@@ -146,9 +154,18 @@ def _conv(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
         return _split_samples(
             int8.conv(kernel.attrs, _merge_samples(inputs[0]), params, kernel.int8_cache), samples
         )
-    operands = [_merge_samples(inputs[0]).astype(ACCUMULATE), *kernel.wide(params)]
-    (y,) = evaluate("conv", kernel.attrs, operands)
-    return _split_samples(y.astype(np.float32), samples)
+    x = _merge_samples(inputs[0])
+    weight, *bias = kernel.wide(params)
+    if _depthwise(kernel.attrs, weight):
+        (y,) = evaluate("conv", kernel.attrs, [x.astype(ACCUMULATE), weight, *bias])
+        return _split_samples(y.astype(np.float32, copy=False), samples)
+    y = conv_units(x, weight[None], bias[0][None] if bias else None, kernel.attrs)
+    return _split_samples(y, samples)
+
+
+def _depthwise(attrs: dict, weight: np.ndarray) -> bool:
+    """One input channel per group (weight [M, 1, *K]): `ir.reference.conv` sums over the taps."""
+    return int(attrs["group"]) > 1 and weight.shape[1] == 1
 
 
 def arrived_rows(kernel: PreparedKernel, x: np.ndarray) -> np.ndarray | None:
@@ -208,19 +225,20 @@ def _pool(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
     rank = len(attrs["kernel"])
     is_max = attrs["kind"] == "max"
     fill = -np.inf if is_max else 0.0
-    gathers, divisors = [], []
+    windows, divisors = [], []
     for i in range(rank):
+        stride, dilation = attrs["strides"][i], attrs["dilations"][i]
+        taps, out = attrs["kernel"][i], out_shape[2 + i]
+        first = attrs["window_start"][i] - attrs["input_start"][i]
+        windows.append((first, stride, dilation, taps, out))
         positions = (
-            np.arange(out_shape[2 + i])[:, None] * attrs["strides"][i]
-            + np.arange(attrs["kernel"][i])[None, :] * attrs["dilations"][i]
+            np.arange(out)[:, None] * stride
+            + np.arange(taps)[None, :] * dilation
             + attrs["window_start"][i]
         )
-        local = positions - attrs["input_start"][i]
-        present = (local >= 0) & (local < x.shape[3 + i])
-        gathers.append((np.where(present, local, 0), present))
         counted = (positions >= attrs["valid_lo"][i]) & (positions < attrs["valid_hi"][i])
         divisors.append(counted.sum(axis=1))
-    result = _window_reduce(x, gathers, is_max, fill)
+    result = _window_reduce(x, windows, is_max, fill)
     if is_max:
         return result.astype(np.int8 if quantised else np.float32)
     divisor = divisors[0].astype(np.float32)
@@ -229,17 +247,39 @@ def _pool(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
     return (result / np.maximum(divisor, 1)).astype(np.float32)
 
 
-def _window_reduce(x: np.ndarray, gathers: list, is_max: bool, fill: float) -> np.ndarray:
-    """Reduce over all kernel taps, one spatial axis at a time (separable)."""
+def _window_reduce(x: np.ndarray, windows: list, is_max: bool, fill: float) -> np.ndarray:
+    """Reduce over all kernel taps, one spatial axis at a time (separable).
+
+    Along an axis, tap t of output o reads buffer index first + o*stride + t*dilation; the axis
+    is padded with `fill` where windows reach past the buffer, so that each tap is one strided
+    slice, and the taps are reduced in order (max, or sum t = 0, 1, ...).
+    """
     result = x
-    for i, (index, present) in enumerate(gathers):
+    for i, (first, stride, dilation, taps, out) in enumerate(windows):
         axis = 3 + i
-        taken = np.take(result, index, axis=axis)  # (..., out, taps, ...)
-        mask_shape = [1] * taken.ndim
-        mask_shape[axis], mask_shape[axis + 1] = present.shape
-        taken = np.where(present.reshape(mask_shape), taken, taken.dtype.type(fill))
-        result = taken.max(axis=axis + 1) if is_max else taken.sum(axis=axis + 1)
+        last = first + (out - 1) * stride + (taps - 1) * dilation
+        before, after = max(0, -first), max(0, last + 1 - result.shape[axis])
+        if before or after:
+            widths = [(0, 0)] * result.ndim
+            widths[axis] = (before, after)
+            result = np.pad(result, widths, constant_values=fill)
+        taps_start = first + before
+        reduced = _tap(result, axis, taps_start, stride, out).copy()
+        for tap in range(1, taps):
+            part = _tap(result, axis, taps_start + tap * dilation, stride, out)
+            if is_max:
+                np.maximum(reduced, part, out=reduced)
+            else:
+                reduced += part
+        result = reduced
     return result
+
+
+def _tap(x: np.ndarray, axis: int, start: int, stride: int, count: int) -> np.ndarray:
+    """Elements start, start + stride, ... (`count` of them) of x along `axis`: a view."""
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, start + (count - 1) * stride + 1, stride)
+    return x[tuple(index)]
 
 
 def _lrn(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
@@ -386,27 +426,12 @@ def _whole(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
 
 # -- stacked kernels: several parameter sets of one float layer in one batched product ---------
 def _conv_stacked(kernel: PreparedKernel, x: np.ndarray, params: dict, units: int) -> np.ndarray:
-    """conv of unit u's inputs with unit u's weights, for every u, as one batched matmul.
+    """conv of unit u's inputs with unit u's weights, for every u (`backend.conv_gemm`).
 
-    x: [U*B, C, *S] (unit-major), weight [U, M, C/g, *K] -> im2col [U, B, g, C/g*K, P] and
-    y[u, b, j] = weight[u, j] @ cols[u, b, j] per group j.
+    x: [U*B, 1, C, *S] (unit-major), weight [U, M, C/g, *K], bias [U, M].
     """
-    weight = params["weight"]
-    group = int(kernel.attrs["group"])
-    batch, channels = x.shape[0] * x.shape[1], x.shape[2]
-    x = _merge_samples(x).astype(ACCUMULATE)
-    window = weight.shape[3:]
-    out = output_spatial(x.shape, window, kernel.attrs)
-    cols = im2col(pad_zero(x, kernel.attrs["pads"]), window, out, kernel.attrs)
-    cols = cols.reshape(units, batch // units, group, channels // group * math.prod(window), -1)
-    outputs = weight.shape[1]
-    w_groups = weight.reshape(units, 1, group, outputs // group, -1)
-    y = np.matmul(w_groups, cols).reshape(units, batch // units, outputs, *out)
-    if "bias" in params:
-        y += params["bias"].reshape(units, 1, outputs, *(1,) * len(out))
-    function, parameters = kernel.attrs["activation"], kernel.attrs["activation_params"]
-    y = apply_activation(function, parameters, y.reshape(batch, -1, *out))
-    return y.astype(np.float32).reshape(-1, *kernel.out_shape)
+    y = conv_units(_merge_samples(x), params["weight"], params.get("bias"), kernel.attrs)
+    return y.reshape(-1, *kernel.out_shape)
 
 
 def _dense_stacked(kernel: PreparedKernel, x: np.ndarray, params: dict, units: int) -> np.ndarray:
@@ -421,10 +446,10 @@ def _dense_stacked(kernel: PreparedKernel, x: np.ndarray, params: dict, units: i
 
 
 def _conv_shared(kernel: PreparedKernel, x: np.ndarray, params: dict) -> np.ndarray:
-    """conv with the units' weights joined along the output channels (group 1)."""
-    operands = [_merge_samples(x).astype(ACCUMULATE), *_weight_and_bias(params)]
-    (y,) = evaluate("conv", kernel.attrs, operands)
-    return _split_samples(y.astype(np.float32), x.shape[0])
+    """conv of each input class's buffers with its units' weights joined along the output
+    channels (group 1): weight [X, V M, C, *K], bias [X, V M]."""
+    y = conv_units(_merge_samples(x), params["weight"], params.get("bias"), kernel.attrs)
+    return _split_samples(y, x.shape[0])
 
 
 def _dense_shared(kernel: PreparedKernel, x: np.ndarray, params: dict) -> np.ndarray:

@@ -15,8 +15,11 @@ the blocks' parameters stacked (`PreparedKernel.call_stacked`). A layer's slices
 another, so merging them keeps the order acyclic. When every block reads the same input boxes
 from the same senders (the output-channel chunks of a layer), the group is `shared`: the input
 is filled and laid out once and the blocks' weights act as one wider layer
-(`PreparedKernel.call_shared`). An event-based dense kernel is not merged this way: it fires
-alone, processing only the synaptic rows of the inputs that arrived.
+(`PreparedKernel.call_shared`). A conv layer sliced both ways (input-channel chunks x
+output-channel chunks) shares by input class: its blocks are ordered so that each run of
+`sharing` consecutive blocks reads the same inputs; each class's input is filled and laid out
+once, and its blocks' weights act as one wider layer on it. An event-based dense kernel is not
+merged this way: it fires alone, processing only the synaptic rows of the inputs that arrived.
 """
 
 from __future__ import annotations
@@ -49,12 +52,35 @@ class FiringGroup:
 
     members: tuple[int, ...]
     units: int = 1
-    shared: bool = False  # every block reads the same inputs as the first block
+    sharing: int = 1  # each run of `sharing` consecutive blocks reads the same inputs
+
+    @property
+    def shared(self) -> bool:
+        """Whether blocks share inputs (and fire as wider layers, one per input class)."""
+        return self.sharing > 1
+
+    @property
+    def block_size(self) -> int:
+        return len(self.members) // self.units
 
     def unit_firsts(self) -> tuple[int, ...]:
         """The first member of each block (whose parameters the block shares)."""
-        size = len(self.members) // self.units
-        return self.members[::size]
+        return self.members[:: self.block_size]
+
+    def readers(self) -> tuple[int, ...]:
+        """The members whose buffers are filled: the first block of each input class."""
+        size = self.block_size
+        step = size * self.sharing
+        return tuple(
+            m
+            for start in range(0, len(self.members), step)
+            for m in self.members[start : start + size]
+        )
+
+    def read_position(self, position: int) -> int:
+        """Where, among `readers()`, the buffers that the member at `position` reads are."""
+        size = self.block_size
+        return position // (size * self.sharing) * size + position % size
 
 
 def _group_key(kernel: Kernel, params: dict[str, np.ndarray]) -> tuple:
@@ -100,17 +126,32 @@ def _merge_blocks(blocks: list[tuple[int, ...]], keys: list[tuple], kernels) -> 
             continue
         merged.setdefault((key[:-1], len(block)), []).append(block)
     for same in merged.values():
-        members = tuple(index for block in same for index in block)
-        groups.append(FiringGroup(members, len(same), _same_inputs(same, kernels)))
+        ordered, sharing = _input_classes(same, kernels)
+        members = tuple(index for block in ordered for index in block)
+        groups.append(FiringGroup(members, len(same), sharing))
     return groups
 
 
-def _same_inputs(blocks: list[tuple[int, ...]], kernels) -> bool:
-    """Whether each block's i-th member reads exactly what the first block's i-th member reads."""
-    if len(blocks) < 2 or kernels[blocks[0][0]].attrs.get("group", 1) != 1:
-        return False
-    first = [kernels[index].inputs for index in blocks[0]]
-    return all([kernels[index].inputs for index in block] == first for block in blocks[1:])
+def _reads(block: tuple[int, ...], kernels) -> tuple:
+    """What a block's members read: the box, type and senders of each input port."""
+    return tuple(
+        (port.box, port.dtype, port.sources) for index in block for port in kernels[index].inputs
+    )
+
+
+def _input_classes(blocks: list[tuple[int, ...]], kernels) -> tuple[list[tuple[int, ...]], int]:
+    """The blocks ordered by what they read (first appearance first), and the run length of
+    blocks that read the same inputs: all of them, an equal number per class (group-1 conv), or 1.
+    """
+    classes: dict[tuple, list[tuple[int, ...]]] = {}
+    for block in blocks:
+        classes.setdefault(_reads(block, kernels), []).append(block)
+    sizes = {len(members) for members in classes.values()}
+    if len(blocks) < 2 or len(sizes) != 1 or kernels[blocks[0][0]].attrs.get("group", 1) != 1:
+        return blocks, 1
+    if len(classes) > 1 and kernels[blocks[0][0]].opcode != "conv":
+        return blocks, 1
+    return [block for members in classes.values() for block in members], sizes.pop()
 
 
 def firing_schedule(
@@ -122,7 +163,7 @@ def firing_schedule(
         members.setdefault(_group_key(kernel, kernel_params), []).append(index)
     firing = _merge_blocks([tuple(m) for m in members.values()], list(members), kernels)
     groups = [group.members for group in firing]
-    units = [(group.units, group.shared) for group in firing]
+    units = [(group.units, group.sharing) for group in firing]
     group_of = {index: g for g, group in enumerate(groups) for index in group}
     producer = {kernel.output.key: index for index, kernel in enumerate(kernels)}
     successors: list[set[int]] = [set() for _ in groups]

@@ -42,13 +42,11 @@ def pad_zero(x: np.ndarray, pads: tuple[int, ...]) -> np.ndarray:
     return xpad
 
 
-def im2col(
+def window_view(
     xpad: np.ndarray, kernel: tuple[int, ...], out: tuple[int, ...], attrs: Attrs
 ) -> np.ndarray:
-    """Columns [N, C, *K, *out]: cols[n, c, k, o] = xpad[n, c, o * stride + k * dilation]."""
+    """A strided view [N, C, *K, *out]: view[n, c, k, o] = xpad[n, c, o*stride + k*dilation]."""
     strides, dilations = attrs["strides"], attrs["dilations"]
-    if math.prod(kernel) == 1:
-        return xpad[tap_slices((0,) * len(kernel), out, strides, dilations)]
     rank = len(kernel)
     extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True))
     windows = np.lib.stride_tricks.sliding_window_view(xpad, extent, axis=tuple(range(2, 2 + rank)))
@@ -58,7 +56,16 @@ def im2col(
     taps = tuple(slice(None, None, d) for d in dilations)
     windows = windows[(slice(None), slice(None), *starts, *taps)]
     order = (0, 1, *range(2 + rank, 2 + 2 * rank), *range(2, 2 + rank))
-    return np.ascontiguousarray(windows.transpose(order))
+    return windows.transpose(order)
+
+
+def im2col(
+    xpad: np.ndarray, kernel: tuple[int, ...], out: tuple[int, ...], attrs: Attrs
+) -> np.ndarray:
+    """Columns [N, C, *K, *out]: cols[n, c, k, o] = xpad[n, c, o * stride + k * dilation]."""
+    if math.prod(kernel) == 1:
+        return xpad[tap_slices((0,) * len(kernel), out, attrs["strides"], attrs["dilations"])]
+    return np.ascontiguousarray(window_view(xpad, kernel, out, attrs))
 
 
 def _grouped_matmul(w: np.ndarray, cols: np.ndarray, group: int) -> np.ndarray:

@@ -56,3 +56,33 @@ def test_chunks_of_a_layer_fire_together_and_match_onnxruntime() -> None:
     for sample, got in zip(samples, outputs["y"]):
         (expected,) = session.run(None, {"x": sample})
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_cut_both_ways_fires_one_product_per_input_chunk() -> None:
+    """conv 256->64 3x3 on 28x28: cut by input channels (partial sums) and by output channels.
+    The output-channel chunks of each input chunk share one input class: their buffers are
+    filled once and their weights act as one wider layer (1 < sharing < units)."""
+    rng = np.random.default_rng(11)
+    weight = rng.normal(0, 0.03, (64, 256, 3, 3)).astype(np.float32)
+    bias = rng.normal(0, 0.1, 64).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])],
+        "cut_both_ways",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256, 28, 28])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 28, 28])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    result = compile_model(model, CompileOptions(mode="float", placer="greedy"), emit=lambda _: 0)
+    interpreter = Interpreter(decode_image(encode_image(result.program)))
+    assert any(1 < group.sharing < group.units for group in interpreter.schedule)
+
+    x = rng.normal(0, 1, (1, 256, 28, 28)).astype(np.float32)
+    samples = np.stack([x, -0.5 * x])
+    outputs, _ = interpreter.run({"x": samples})
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    for sample, got in zip(samples, outputs["y"]):
+        (expected,) = session.run(None, {"x": sample})
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

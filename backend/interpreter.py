@@ -304,18 +304,21 @@ class Interpreter:
 
     # -- running ------------------------------------------------------------------------------
     def run(
-        self, inputs: dict[str, np.ndarray]
+        self, inputs: dict[str, np.ndarray], activity: bool = True
     ) -> tuple[dict[str, np.ndarray], RunStats | SpikeStats]:
         """Run on inputs shaped (samples, *input shape); outputs shaped (samples, *shape).
 
         An snn image runs its T timesteps (`run_spiking`). BLAS runs single-threaded: kernels
         are small matrix products, for which a pool of spinning BLAS threads costs far more
-        than it gives (and collapses on a loaded machine).
+        than it gives (and collapses on a loaded machine). `activity`: count what depends on
+        the values (activation zeros, MACs performed: `RunStats.sparsity`); without it the
+        stats are the image's fixed per-inference counts, unless a layer sends events (its
+        packets depend on the values, so they are counted either way).
         """
         if self.program.mode == "snn":
             return self.run_spiking(inputs)
         with blas_controller().limit(limits=1, user_api="blas"):
-            return self._run(inputs)
+            return self._run(inputs, activity)
 
     def run_spiking(
         self, inputs: dict[str, np.ndarray]
@@ -327,7 +330,9 @@ class Interpreter:
             outputs = run.run(inputs)
         return outputs, run.stats
 
-    def _run(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], RunStats]:
+    def _run(
+        self, inputs: dict[str, np.ndarray], activity: bool = True
+    ) -> tuple[dict[str, np.ndarray], RunStats]:
         payloads: dict[int, np.ndarray] = {}
         samples = 1
         for io in self.program.inputs:
@@ -339,7 +344,7 @@ class Interpreter:
                 payloads[key] = np.ascontiguousarray(
                     data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
                 )
-        counter = SparsityCounter(self.sparsity_plan)
+        counter = SparsityCounter(self.sparsity_plan) if activity or self.events else None
         origins: dict[int, tuple[np.ndarray, int]] = {}  # key -> (producer's result, block)
         for group in self.schedule:
             self._fire(group, payloads, samples, counter, origins)
@@ -349,9 +354,11 @@ class Interpreter:
         }
         return outputs, self._run_stats(samples, counter)
 
-    def _run_stats(self, samples: int, counter: SparsityCounter) -> RunStats:
+    def _run_stats(self, samples: int, counter: SparsityCounter | None) -> RunStats:
         """The image's per-inference counts for `samples`; event-based packets as sent."""
         stats = self.per_inference.scaled(samples)
+        if counter is None:
+            return stats
         stats.sparsity = counter.stats
         if self.events:
             stats.packets = self.host_packets * samples + counter.packets

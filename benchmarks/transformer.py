@@ -2,7 +2,8 @@
 
 Compiles golden/transformer/model.onnx (made by golden/make_transformer.py) in float mode and
 times, in this process, the reference interpreter's run and onnxruntime's run of the same
-sequence at batch 1 (medians of `--runs` runs, interleaved in blocks, after a warm-up). With
+sequence at batch 1 (medians of `--runs` runs, interleaved in blocks, after a warm-up; the
+interpreter without the value-dependent activity counts, as `s2c run` without --stats). With
 `--stack N` it also times N sequences on both sides, onnxruntime running golden/transformer/
 model_batch.onnx (the same weights with a dynamic batch axis) on the batch of N: first the
 one-sequence image run on the N sequences stacked as samples (as `s2c run` runs stacked
@@ -60,7 +61,7 @@ def measure(interpreter: Interpreter, model: Path, tokens: np.ndarray, runs: int
     stacked = stack_inputs(interpreter.program.inputs, {"tokens": tokens}, "inputs")
     payload = model.read_bytes()
     sessions = {label: onnxruntime_session(payload, threads) for label, threads in THREADS}
-    calls = {"interpreter": lambda: interpreter.run(stacked)[0]}
+    calls = {"interpreter": lambda: interpreter.run(stacked, activity=False)[0]}
     for label, session in sessions.items():
         calls[label] = lambda s=session: s.run(None, {"tokens": tokens})[0]
     results = {name: call() for name, call in calls.items()}  # warm-up
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         profile = cProfile.Profile()
         profile.enable()
         for _ in range(args.runs):
-            interpreter.run(stacked)
+            interpreter.run(stacked, activity=False)
         profile.disable()
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
 

@@ -6,7 +6,8 @@ onnx with seeded random weights (`benchmarks.zoo_models`). For each model it pri
 - compile time (`s2c.driver.compile_model`, machine "auto") with its stages, and the image size;
 - the machine chosen, and the chips and PEs the image uses;
 - interpreter load time (decode the image bytes, build the interpreter);
-- interpreter run time: median of N runs after one warm-up run;
+- interpreter run time: median of N runs after one warm-up run, without the value-dependent
+  activity counts (as `s2c run` without --stats runs);
 - onnxruntime run time in the same process, median of N after a warm-up, with default session
   options and with intra_op_num_threads=1, and the interpreter / onnxruntime ratios;
 - the same for CPU time (this process's), interpreter against onnxruntime with one thread: other
@@ -116,7 +117,7 @@ def benchmark(name: str, runs: int) -> dict[str, float]:
     outputs: dict[str, np.ndarray] = {}
 
     def run_interpreter() -> None:
-        outputs.update(interpreter.run(stacked)[0])
+        outputs.update(interpreter.run(stacked, activity=False)[0])
 
     interpreter_seconds = median_seconds(run_interpreter, runs)
     print(f"  interpreter run            {interpreter_seconds:8.3f} s  (median of {runs})")

@@ -395,7 +395,8 @@ def run_command(image, inputs_path, output, stats, stats_json):
     from s2c.progress import terminal_progress
 
     progress = terminal_progress()
-    outputs, run_stats = interpreter_outputs(data, arrays, progress)
+    wanted = stats or stats_json is not None  # value-dependent counts only when asked for
+    outputs, run_stats = interpreter_outputs(data, arrays, progress, activity=wanted)
     progress.done()
     if output is not None:
         _will_write(output)

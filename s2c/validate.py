@@ -119,12 +119,16 @@ PROGRESS_CHUNK = 64  # samples per interpreter run when progress is shown
 
 
 def interpreter_outputs(
-    image: bytes, arrays: dict[str, np.ndarray], progress: Callable[[str], None] | None = None
+    image: bytes,
+    arrays: dict[str, np.ndarray],
+    progress: Callable[[str], None] | None = None,
+    activity: bool = True,
 ):
     """Run image bytes on user arrays: (outputs in the user's layout, run stats).
 
     With `progress`, more than `PROGRESS_CHUNK` samples run in chunks of that many (samples are
-    independent, so the result is the same) and each chunk is announced.
+    independent, so the result is the same) and each chunk is announced. `activity`: count the
+    value-dependent figures too (`Interpreter.run`).
     """
     program = decode_image(image)
     interpreter = Interpreter(program)
@@ -132,14 +136,14 @@ def interpreter_outputs(
     single = all(tuple(arrays[io.name].shape) == tuple(io.shape) for io in program.inputs)
     samples = next(iter(stacked.values())).shape[0] if stacked else 1
     if progress is None or samples <= PROGRESS_CHUNK:
-        outputs, stats = interpreter.run(stacked)
+        outputs, stats = interpreter.run(stacked, activity)
         return unstack_outputs(outputs, single), stats
     parts, stats = [], None
     for start in range(0, samples, PROGRESS_CHUNK):
         stop = min(start + PROGRESS_CHUNK, samples)
         progress(f"running inputs {start + 1}-{stop} of {samples}")
         chunk = {name: array[start:stop] for name, array in stacked.items()}
-        part, chunk_stats = interpreter.run(chunk)
+        part, chunk_stats = interpreter.run(chunk, activity)
         parts.append(part)
         # spike counts, activation zeros and event packets depend on the inputs
         stats = chunk_stats if stats is None else chunk_stats.merged(stats)

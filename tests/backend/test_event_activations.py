@@ -126,3 +126,22 @@ def test_event_and_dense_transmission_give_bit_identical_int8_outputs(case: str)
     dense, _ = interpreter_outputs(_image(model, **options, event_activations=False), x)
     for name in dense:
         np.testing.assert_array_equal(events[name], dense[name])
+
+
+@pytest.mark.parametrize("events", [False, True])
+def test_a_run_without_activity_counts_keeps_outputs_and_the_fixed_counts(events: bool) -> None:
+    """`activity=False` (`s2c run` without --stats) skips the value-dependent counts only: the
+    outputs, and the packets of an image whose layers send events, are those of a counted run."""
+    model, inputs, _, _ = load_case("mlp")
+    x = _samples(inputs)
+    image = _image(model, mode="int8", event_activations=events)
+    counted_out, counted = interpreter_outputs(image, x)
+    quiet_out, quiet = interpreter_outputs(image, x, activity=False)
+    np.testing.assert_array_equal(counted_out["logits"], quiet_out["logits"])
+    assert counted.sparsity is not None
+    assert (quiet.sparsity is not None) == events  # event packets depend on the values
+    assert (quiet.packets, quiet.link_hops, quiet.macs) == (
+        counted.packets,
+        counted.link_hops,
+        counted.macs,
+    )

@@ -33,6 +33,7 @@ from backend.descriptor_fields import INT8_RANGE, Descriptor, is_scale
 from backend.program import Box, Kernel
 from backend.slicing import Layer, SliceSpec
 from ir.graph import Graph
+from passes.fold_movement import long_axes
 
 RECURRENT_OPCODES = ("gru", "lstm")
 MATRIX_ROLES = ("w", "r", "reset_w", "reset_r")
@@ -188,8 +189,8 @@ def sequence_axes(graph: Graph) -> dict[str, str]:
 def _unit_reshape_axis(source: tuple[int, ...], result: tuple[int, ...], axis: int) -> int | None:
     """The axis of `source` that a reshape to `result` moves to `axis`, when the reshape only
     inserts, drops or moves axes of length 1 (the other lengths keep their order); else None."""
-    kept = [a for a, n in enumerate(source) if n != 1]
-    if result[axis] == 1 or [source[a] for a in kept] != [n for n in result if n != 1]:
+    kept = long_axes(source)
+    if result[axis] == 1 or [source[a] for a in kept] != [result[a] for a in long_axes(result)]:
         return None
     return kept[sum(1 for n in result[:axis] if n != 1)]
 

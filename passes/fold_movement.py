@@ -87,7 +87,8 @@ def _fold_around_dense(graph: Graph, dense: Node) -> bool:
     return False
 
 
-def _long_axes(shape: tuple[int, ...]) -> list[int]:
+def long_axes(shape: tuple[int, ...]) -> list[int]:
+    """The axes of `shape` longer than 1, in order."""
     return [axis for axis, size in enumerate(shape) if size != 1]
 
 
@@ -105,13 +106,13 @@ def _fold_unit_reshape_into_transpose(graph: Graph, reshape: Node) -> bool:
     if single_use(graph, transpose.inputs[0]) is not transpose:
         return False
     shape, target = transpose.outputs[0].type.shape, reshape.outputs[0].type.shape
-    long_axes = [shape[axis] for axis in _long_axes(shape)]
-    if long_axes != [target[axis] for axis in _long_axes(target)]:
+    long_lengths = [shape[axis] for axis in long_axes(shape)]
+    if long_lengths != [target[axis] for axis in long_axes(target)]:
         return False
     source = before.outputs[0].type.shape
-    source_long = _long_axes(source)
+    source_long = long_axes(source)
     # z's long axes, in order, are y's axes p[a] for the transpose's long axes a
-    order = [source_long.index(int(transpose.attrs["perm"][axis])) for axis in _long_axes(shape)]
+    order = [source_long.index(int(transpose.attrs["perm"][axis])) for axis in long_axes(shape)]
     units = iter(range(len(source_long), len(target)))
     long_order = iter(order)
     perm = tuple(next(long_order) if size != 1 else next(units) for size in target)

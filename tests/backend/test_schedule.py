@@ -48,14 +48,11 @@ def test_chunks_of_a_layer_fire_together_and_match_onnxruntime() -> None:
     assert any(group.shared for group in merged)
     assert any(not group.shared for group in merged)
 
-    samples = np.stack([x, -x, 2 * x])  # three inferences at once
-    outputs, _ = interpreter.run({"x": samples})
-    session = onnxruntime.InferenceSession(
-        model.SerializeToString(), providers=["CPUExecutionProvider"]
+    _assert_each_sample_matches_onnxruntime(
+        model,
+        interpreter,
+        np.stack([x, -x, 2 * x]),  # three inferences at once
     )
-    for sample, got in zip(samples, outputs["y"]):
-        (expected,) = session.run(None, {"x": sample})
-        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_conv_cut_both_ways_fires_one_product_per_input_chunk() -> None:
@@ -78,7 +75,11 @@ def test_conv_cut_both_ways_fires_one_product_per_input_chunk() -> None:
     assert any(1 < group.sharing < group.units for group in interpreter.schedule)
 
     x = rng.normal(0, 1, (1, 256, 28, 28)).astype(np.float32)
-    samples = np.stack([x, -0.5 * x])
+    _assert_each_sample_matches_onnxruntime(model, interpreter, np.stack([x, -0.5 * x]))
+
+
+def _assert_each_sample_matches_onnxruntime(model, interpreter, samples: np.ndarray) -> None:
+    """Run the stacked samples at once; each output must match onnxruntime's run of it alone."""
     outputs, _ = interpreter.run({"x": samples})
     session = onnxruntime.InferenceSession(
         model.SerializeToString(), providers=["CPUExecutionProvider"]

@@ -18,8 +18,10 @@ port's box), the kernel computes (`backend.kernels`), and its output box becomes
 key block. The host assembles graph outputs from the packets it received. Arrays carry a leading
 samples axis so that a stack of inputs runs as independent inferences in one pass.
 
-Kernels fire in groups (`backend.schedule`): identical kernels with their buffers stacked along
-the samples axis, and the chunks of one float conv or dense layer as batched or wider products.
+Kernels fire in groups (`backend.schedule`): the slices of a float layer whose output boxes tile
+a region of its output as one computation over that region (`backend.layer_plans`: each slice's
+payload is its box of the result), identical kernels with their buffers stacked along the
+samples axis, and the chunks of one float conv or dense layer as batched or wider products.
 A stacked buffer whose parts are each one sender's whole box, sent by consecutive kernels of one
 group, is that group's result rows as they are (every packet's delivery was checked at load;
 filling would copy the same values).
@@ -39,8 +41,9 @@ from backend.activity import SparsityCounter, SparsityPlan, SparsityStats
 from backend.descriptor_check import check_descriptors
 from backend.gc_pause import gc_paused
 from backend.hardware import Machine
-from backend.kernels import ACCUMULATE, PreparedKernel
+from backend.kernels import HIDDEN_ACCUMULATE, PreparedKernel
 from backend.kernels_recurrent import RecurrentSlice, run_layer
+from backend.layer_plans import LayerPlan, build_plans, head_kernels, link_plans
 from backend.program import Box, Kernel, PECoord, Program, TensorRef
 from backend.recurrent import RECURRENT_OPCODES, packets_per_step
 from backend.route import TableIndex, simulate_delivery
@@ -162,7 +165,9 @@ def _read_param(ref: TensorRef, blocks: list[tuple[int, bytes]], where: str) -> 
     return array.astype(ref.dtype, copy=True).reshape(ref.shape)
 
 
-def _stack_params(params: list[dict[str, np.ndarray]], group: FiringGroup, kernel: Kernel):
+def _stack_params(
+    params: list[dict[str, np.ndarray]], group: FiringGroup, kernel: Kernel, accumulate: type
+):
     """The parameters of each unit of a group, in the accumulation type.
 
     Stacked on a new leading axis; or, when blocks share their inputs, joined per input class
@@ -171,28 +176,37 @@ def _stack_params(params: list[dict[str, np.ndarray]], group: FiringGroup, kerne
     axis 0 (a dense group shares only as one class).
     """
     firsts = group.unit_firsts()
-    result = {}
+    result: dict[str, np.ndarray] = {}
     for role in params[firsts[0]]:
         arrays = [params[first][role] for first in firsts]
         if not group.shared:
-            result[role] = np.stack(arrays).astype(ACCUMULATE)
+            result[role] = np.stack(arrays).astype(accumulate)
             continue
         if kernel.opcode == "dense":
             axis = 1 if role == "weight" else 0
-            result[role] = np.concatenate(arrays, axis=axis).astype(ACCUMULATE)
+            result[role] = np.concatenate(arrays, axis=axis).astype(accumulate)
             continue
         classes = [
             np.concatenate(arrays[start : start + group.sharing])
             for start in range(0, len(arrays), group.sharing)
         ]
-        result[role] = np.stack(classes).astype(ACCUMULATE)
+        result[role] = np.stack(classes).astype(accumulate)
     return result
 
 
 class Interpreter:
     """Loads a `Program` (as read from an image) and runs inferences on it."""
 
-    def __init__(self, program: Program) -> None:
+    def __init__(
+        self, program: Program, threads: int | None = None, layer_plans: bool = True
+    ) -> None:
+        """`threads`: BLAS threads (default 1). More can help large products on an idle
+        machine; BLAS threads wait for work spinning, so on a machine busy with other work
+        (or beside another library's thread pool) they can slow a run down many times over.
+        `layer_plans`: fire the slices of a layer as one computation where they qualify
+        (`backend.layer_plans`); without, every kernel fires in its firing group."""
+        self.threads = threads or 1
+        self.layer_plans = layer_plans
         with gc_paused():  # loading builds some 10^6 small objects and no reference cycles
             self._load(program)
 
@@ -216,21 +230,48 @@ class Interpreter:
             for pe, k in self.kernels
         ]
         self.prepared = [PreparedKernel(k) for _, k in self.kernels]
+        kernels = [k for _, k in self.kernels]
+        output_keys = {key for io in program.outputs for key, _ in io.keys}
+        heads = head_kernels(kernels, output_keys)
+        for index, prepared in enumerate(self.prepared):
+            if index not in heads and prepared.kernel.opcode == "conv":
+                prepared.accumulate = HIDDEN_ACCUMULATE
         self.macs = [mac_count(k) for _, k in self.kernels]
         self.deliveries = self._deliver()
         self.fills = [[_fill_plan(port) for port in k.inputs] for _, k in self.kernels]
         self._check_ports()
-        self.schedule = firing_schedule([k for _, k in self.kernels], self.params)
+        self.sparsity_plan = SparsityPlan(kernels, self.params)
+        alone = {i for i, k in enumerate(kernels) if self.sparsity_plan.sends_events[i]}
+        plans = (
+            build_plans(kernels, self.params, heads, alone, self.prepared)
+            if self.layer_plans and program.mode != "snn"  # snn kernels step per timestep
+            else []
+        )
+        planned = {index for plan in plans for index in plan.indices}
+        read_keys = output_keys | {
+            source.key
+            for index, kernel in enumerate(kernels)
+            if index not in planned
+            for port in kernel.inputs
+            for source in port.sources
+        }
+        link_plans(plans, read_keys)
+        self.plans: dict[int, LayerPlan] = {plan.indices[0]: plan for plan in plans}
+        self.schedule = firing_schedule(kernels, self.params, [p.indices for p in plans])
         self.readers = {group.members[0]: group.readers() for group in self.schedule}
         self.whole_sources = self._whole_sources()
         self.spiking = prepare_spiking(self) if program.mode == "snn" else []
         self.stacked_params = {
-            group.members[0]: _stack_params(self.params, group, self.kernels[group.members[0]][1])
+            group.members[0]: _stack_params(
+                self.params,
+                group,
+                self.kernels[group.members[0]][1],
+                self.prepared[group.members[0]].accumulate,
+            )
             for group in self.schedule
             if group.units > 1
         }
         self.events = any("event_zero" in k.attrs for _, k in self.kernels)
-        self.sparsity_plan = SparsityPlan([k for _, k in self.kernels], self.params)
         self.group_counts = {
             group.members[0]: self.sparsity_plan.group_counts(
                 group.members,
@@ -308,16 +349,15 @@ class Interpreter:
     ) -> tuple[dict[str, np.ndarray], RunStats | SpikeStats]:
         """Run on inputs shaped (samples, *input shape); outputs shaped (samples, *shape).
 
-        An snn image runs its T timesteps (`run_spiking`). BLAS runs single-threaded: kernels
-        are small matrix products, for which a pool of spinning BLAS threads costs far more
-        than it gives (and collapses on a loaded machine). `activity`: count what depends on
+        An snn image runs its T timesteps (`run_spiking`). BLAS runs on `threads` threads.
+        `activity`: count what depends on
         the values (activation zeros, MACs performed: `RunStats.sparsity`); without it the
         stats are the image's fixed per-inference counts, unless a layer sends events (its
         packets depend on the values, so they are counted either way).
         """
         if self.program.mode == "snn":
             return self.run_spiking(inputs)
-        with blas_controller().limit(limits=1, user_api="blas"):
+        with blas_controller().limit(limits=self.threads, user_api="blas"):
             return self._run(inputs, activity)
 
     def run_spiking(
@@ -346,8 +386,9 @@ class Interpreter:
                 )
         counter = SparsityCounter(self.sparsity_plan) if activity or self.events else None
         origins: dict[int, tuple[np.ndarray, int]] = {}  # key -> (producer's result, block)
+        results: list = [None] * len(self.plans)  # each layer plan's result
         for group in self.schedule:
-            self._fire(group, payloads, samples, counter, origins)
+            self._fire(group, payloads, samples, counter, origins, results)
         outputs = {
             io.name: _assemble(io, plan, payloads, samples)
             for io, plan in zip(self.program.outputs, self.output_plans)
@@ -416,11 +457,22 @@ class Interpreter:
         samples: int,
         counter: SparsityCounter | None = None,
         origins: dict[int, tuple[np.ndarray, int]] | None = None,
+        results: list | None = None,
     ):
-        """Fire a group at once: its members' buffers stacked along the samples axis (a shared
-        group fills only the first block of each input class)."""
+        """Fire a group at once: a layer plan over its region (`backend.layer_plans`), or its
+        members' buffers stacked along the samples axis (a shared group fills only the first
+        block of each input class)."""
         members = group.members
         first = members[0]
+        plan = self.plans.get(first)
+        if plan is not None:
+            result = plan.fire(
+                payloads, [None] * len(self.plans) if results is None else results, samples
+            )
+            counts = self.group_counts[first]
+            if counter is not None and counts is not None:
+                counter.fired_dense(first, counts, result, samples)
+            return
         if self.kernels[first][1].opcode in RECURRENT_OPCODES:
             self._fire_recurrent(members, payloads, samples, counter)
             return

@@ -24,12 +24,12 @@ from ir.reference import apply_activation, evaluate
 from ir.registry import OPS, get_op
 
 Arrays = Sequence[np.ndarray]
-# Float conv and dense sum their products in float64 and round once to float32, so a sum does not
-# depend on how a layer was sliced or batched, nor on BLAS blocking: equal sums give equal bits
-# in every slice (see docs/numerics.md). OpenBLAS's float32 products do not have this property:
-# with one matrix product, equal weight rows give outputs that differ in the last bits, and an
-# output's bits change with the number of columns multiplied alongside it.
+# Float conv and dense products sum in float64 and round once to float32, so equal sums give
+# equal bits whatever the slicing, batching or BLAS blocking; the interpreter sets a hidden conv
+# layer's (not the head's, `backend.layer_plans.head_kernels`) to float32, as the PE's
+# single-precision FPU computes (BLAS blocking changes the last bits; see docs/numerics.md).
 ACCUMULATE = np.float64
+HIDDEN_ACCUMULATE = np.float32
 
 
 class PreparedKernel:
@@ -46,13 +46,14 @@ class PreparedKernel:
         self.output = kernel.output
         self.inputs = kernel.inputs
         self._wide: list[np.ndarray] | None = None
+        self.accumulate: type[np.floating] = ACCUMULATE  # float conv/dense products
         self.int8_cache: dict[str, np.ndarray] = {}  # int8 conv/dense: the converted weight
         self.cache: dict[str, np.ndarray] = {}  # arrays a handler derives once from attributes
 
     def wide(self, params: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Weight (and bias) in the accumulation type (float64), converted once."""
+        """Weight (and bias) in the accumulation type, converted once."""
         if self._wide is None:
-            self._wide = [array.astype(ACCUMULATE) for array in _weight_and_bias(params)]
+            self._wide = [array.astype(self.accumulate) for array in _weight_and_bias(params)]
         return self._wide
 
     def reference(self, op: str, attrs: dict, operands: list[np.ndarray]) -> np.ndarray:
@@ -157,7 +158,7 @@ def _conv(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> n
     x = _merge_samples(inputs[0])
     weight, *bias = kernel.wide(params)
     if _depthwise(kernel.attrs, weight):
-        (y,) = evaluate("conv", kernel.attrs, [x.astype(ACCUMULATE), weight, *bias])
+        (y,) = evaluate("conv", kernel.attrs, [x.astype(kernel.accumulate), weight, *bias])
         return _split_samples(y.astype(np.float32, copy=False), samples)
     y = conv_units(x, weight[None], bias[0][None] if bias else None, kernel.attrs)
     return _split_samples(y, samples)
@@ -185,7 +186,7 @@ def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
     rows = arrived_rows(kernel, inputs[0])
     if kernel.attrs.get("int8"):
         return int8.dense(kernel.attrs, inputs[0], params, kernel.int8_cache, rows)
-    x, weight, *bias = [inputs[0].astype(ACCUMULATE), *kernel.wide(params)]
+    x, weight, *bias = [inputs[0].astype(kernel.accumulate), *kernel.wide(params)]
     if rows is not None:
         x, weight = x[..., rows], weight[rows]
     y = kernel.reference("dense", kernel.attrs, [x, weight, *bias])
@@ -210,18 +211,19 @@ def _partial_sum(kernel: PreparedKernel, inputs: list, params: dict, samples: in
 
 
 def _pool(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    """Sliding-window max or average in global coordinates.
+    return pool(kernel.attrs, inputs[0], kernel.output.box.shape)
+
+
+def pool(attrs: dict, x: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
+    """Sliding-window max or average in global coordinates, over x (samples, *box).
 
     Output o along a spatial axis reads positions p = window_start + o*stride + t*dilation for
     taps t. Data exists where input_start <= p < input_start + extent; an average divides by the
     number of taps with valid_lo <= p < valid_hi (padding counted or not), as onnxruntime does.
     """
-    attrs = kernel.attrs
     quantised = bool(attrs.get("int8"))
-    x = inputs[0]
     if quantised:  # int8 max pooling on the codes; averages run as fp32 islands
         x = x.astype(np.float64)
-    out_shape = kernel.output.box.shape
     rank = len(attrs["kernel"])
     is_max = attrs["kind"] == "max"
     fill = -np.inf if is_max else 0.0
@@ -437,7 +439,7 @@ def _conv_stacked(kernel: PreparedKernel, x: np.ndarray, params: dict, units: in
 def _dense_stacked(kernel: PreparedKernel, x: np.ndarray, params: dict, units: int) -> np.ndarray:
     """dense of unit u's inputs with unit u's weights: [U, B, K] @ [U, K, N] + bias[U, 1, N]."""
     weight = params["weight"]
-    rows = x.reshape(units, -1, weight.shape[1]).astype(ACCUMULATE)
+    rows = x.reshape(units, -1, weight.shape[1]).astype(weight.dtype)
     y = np.matmul(rows, weight)
     if "bias" in params:
         y += params["bias"][:, None, :]
@@ -454,7 +456,7 @@ def _conv_shared(kernel: PreparedKernel, x: np.ndarray, params: dict) -> np.ndar
 
 def _dense_shared(kernel: PreparedKernel, x: np.ndarray, params: dict) -> np.ndarray:
     """dense with the units' weights joined along the output features."""
-    operands = [x.astype(ACCUMULATE), *_weight_and_bias(params)]
+    operands = [x.astype(params["weight"].dtype), *_weight_and_bias(params)]
     (y,) = evaluate("dense", kernel.attrs, operands)
     return y.astype(np.float32)
 

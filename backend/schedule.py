@@ -155,13 +155,19 @@ def _input_classes(blocks: list[tuple[int, ...]], kernels) -> tuple[list[tuple[i
 
 
 def firing_schedule(
-    kernels: Sequence[Kernel], params: Sequence[dict[str, np.ndarray]]
+    kernels: Sequence[Kernel],
+    params: Sequence[dict[str, np.ndarray]],
+    joined: Sequence[tuple[int, ...]] = (),
 ) -> list[FiringGroup]:
-    """Firing groups in an order that respects every producer -> consumer edge."""
+    """Firing groups in an order that respects every producer -> consumer edge. Each of
+    `joined` (the kernels of a layer plan, `backend.layer_plans`) fires as one group."""
+    planned = {index for group in joined for index in group}
     members: dict[tuple, list[int]] = {}
     for index, (kernel, kernel_params) in enumerate(zip(kernels, params)):
-        members.setdefault(_group_key(kernel, kernel_params), []).append(index)
+        if index not in planned:
+            members.setdefault(_group_key(kernel, kernel_params), []).append(index)
     firing = _merge_blocks([tuple(m) for m in members.values()], list(members), kernels)
+    firing += [FiringGroup(tuple(group)) for group in joined]
     groups = [group.members for group in firing]
     units = [(group.units, group.sharing) for group in firing]
     group_of = {index: g for g, group in enumerate(groups) for index in group}

@@ -374,7 +374,15 @@ def compile_command(model, output, quiet, emit_qdq, **options):
 )
 @click.option("--stats", is_flag=True, help="Print packets, link hops and MACs.")
 @click.option("--stats-json", type=click.Path(path_type=Path), help="Write run statistics here.")
-def run_command(image, inputs_path, output, stats, stats_json):
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="BLAS threads for the matrix products. More help large models on an idle machine; "
+    "on a busy one, waiting BLAS threads spin and slow the run down.",
+)
+def run_command(image, inputs_path, output, stats, stats_json, threads):
     """Run IMAGE in the reference interpreter."""
     from s2c.files import atomic_write_bytes, read_npz, write_npz
     from s2c.validate import interpreter_outputs, seeded_inputs
@@ -396,7 +404,9 @@ def run_command(image, inputs_path, output, stats, stats_json):
 
     progress = terminal_progress()
     wanted = stats or stats_json is not None  # value-dependent counts only when asked for
-    outputs, run_stats = interpreter_outputs(data, arrays, progress, activity=wanted)
+    outputs, run_stats = interpreter_outputs(
+        data, arrays, progress, activity=wanted, threads=threads
+    )
     progress.done()
     if output is not None:
         _will_write(output)

@@ -123,15 +123,16 @@ def interpreter_outputs(
     arrays: dict[str, np.ndarray],
     progress: Callable[[str], None] | None = None,
     activity: bool = True,
+    threads: int = 1,
 ):
     """Run image bytes on user arrays: (outputs in the user's layout, run stats).
 
     With `progress`, more than `PROGRESS_CHUNK` samples run in chunks of that many (samples are
     independent, so the result is the same) and each chunk is announced. `activity`: count the
-    value-dependent figures too (`Interpreter.run`).
+    value-dependent figures too (`Interpreter.run`). `threads`: BLAS threads.
     """
     program = decode_image(image)
-    interpreter = Interpreter(program)
+    interpreter = Interpreter(program, threads=threads)
     stacked = stack_inputs(program.inputs, arrays, "inputs", program.metadata)
     single = all(tuple(arrays[io.name].shape) == tuple(io.shape) for io in program.inputs)
     samples = next(iter(stacked.values())).shape[0] if stacked else 1

@@ -43,7 +43,7 @@ def _conv_dense_model() -> tuple:
 def test_chunks_of_a_layer_fire_together_and_match_onnxruntime() -> None:
     model, x = _conv_dense_model()
     result = compile_model(model, CompileOptions(mode="float", placer="greedy"), emit=lambda _: 0)
-    interpreter = Interpreter(decode_image(encode_image(result.program)))
+    interpreter = Interpreter(decode_image(encode_image(result.program)), layer_plans=False)
     merged = [group for group in interpreter.schedule if group.units > 1]
     assert any(group.shared for group in merged)
     assert any(not group.shared for group in merged)
@@ -71,7 +71,7 @@ def test_conv_cut_both_ways_fires_one_product_per_input_chunk() -> None:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     result = compile_model(model, CompileOptions(mode="float", placer="greedy"), emit=lambda _: 0)
-    interpreter = Interpreter(decode_image(encode_image(result.program)))
+    interpreter = Interpreter(decode_image(encode_image(result.program)), layer_plans=False)
     assert any(1 < group.sharing < group.units for group in interpreter.schedule)
 
     x = rng.normal(0, 1, (1, 256, 28, 28)).astype(np.float32)

@@ -260,6 +260,19 @@ def test_run_writes_outputs_keyed_by_onnx_name_matching_onnxruntime(built, tmp_p
     assert temp_files(tmp_path) == []
 
 
+def test_run_on_two_blas_threads_gives_the_same_outputs(built, tmp_path) -> None:
+    paths = {threads: tmp_path / f"y{threads}.npz" for threads in ("1", "2")}
+    for threads, path in paths.items():
+        result = invoke(
+            "run", built["image"], "--inputs", built["inputs"], "-o", path, "--threads", threads
+        )
+        assert result.exit_code == 0, result.output
+    with np.load(paths["1"]) as one, np.load(paths["2"]) as two:
+        np.testing.assert_allclose(two["y"], one["y"], rtol=1e-5, atol=1e-6)
+    bad = invoke("run", built["image"], "--threads", "0")
+    assert bad.exit_code == 2 and "--threads" in bad.output
+
+
 def test_run_without_inputs_uses_seeded_inputs_and_prints_outputs(built) -> None:
     result = invoke("run", built["image"])
     assert result.exit_code == 0, result.output

@@ -71,6 +71,8 @@ def test_stacked_inputs_run_as_independent_inferences() -> None:
     stacked, _ = interpreter_outputs(image, {name: np.concatenate([x, other])})
     single_a, _ = interpreter_outputs(image, {name: x})
     single_b, _ = interpreter_outputs(image, {name: other})
+    # Equal up to float32 rounding: BLAS blocks a product over two samples' columns differently
+    # from one sample's (docs/numerics.md); mixing the samples would differ by far more.
     for key in stacked:
-        np.testing.assert_allclose(stacked[key][0:1], single_a[key], rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(stacked[key][1:2], single_b[key], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(stacked[key][0:1], single_a[key], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(stacked[key][1:2], single_b[key], rtol=1e-5, atol=1e-6)

@@ -2,7 +2,8 @@
 
 The reference is onnxruntime on the same model; the test also checks that the schedule really
 merged both kinds of blocks (output-channel chunks reading one input, and input-channel chunks
-reading different inputs), so the comparison exercises both batched paths.
+reading different inputs), so the comparison exercises both batched paths. The interpreter runs
+without layer plans (`backend.layer_plans`), which would fire these layers whole.
 """
 
 from __future__ import annotations

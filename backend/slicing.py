@@ -40,7 +40,12 @@ class Layer:
 
     @staticmethod
     def of(node: Node, spiking: SpikingLayer | None = None, compress_weights: bool = True) -> Layer:
-        return Layer(node, get_op(node.op).with_defaults(node.attrs), spiking, compress_weights)
+        """The layer of `node`. A float weight without zeros is never smaller compressed, so
+        its slices do not look (`backend.sparse_weights.store_sparse` would keep them dense);
+        int8 and spiking weights are quantised first, which can make zeros."""
+        float_layer = spiking is None and node.outputs[0].type.dtype == "float32"
+        compress = compress_weights and (not float_layer or _weight_has_zeros(node))
+        return Layer(node, get_op(node.op).with_defaults(node.attrs), spiking, compress)
 
     @property
     def op(self) -> str:
@@ -52,6 +57,12 @@ class Layer:
 
     def in_shape(self, index: int) -> tuple[int, ...]:
         return self.node.inputs[index].type.shape
+
+
+def _weight_has_zeros(node: Node) -> bool:
+    if len(node.inputs) < 2 or not node.inputs[1].is_constant:
+        return False
+    return not np.all(node.inputs[1].constant_data)
 
 
 @dataclass

@@ -42,12 +42,24 @@ class PreparedKernel:
         # The op's defaults completed; slice-local extras (window_start, offsets, ...) kept.
         self.attrs = get_op(op).with_defaults(kernel.attrs) if op in OPS else dict(kernel.attrs)
         self.op = op
+        self.quantised = bool(self.attrs.get("int8"))
+        self.float_island = bool(self.attrs.get("float_island"))
         self.out_shape = kernel.output.box.shape
         self.output = kernel.output
         self.inputs = kernel.inputs
         self._wide: list[np.ndarray] | None = None
         self.int8_cache: dict[str, np.ndarray] = {}  # int8 conv/dense: the converted weight
         self.cache: dict[str, np.ndarray] = {}  # arrays a handler derives once from attributes
+        self._sample_attrs: dict | None = None
+
+    def sample_attrs(self, key: str) -> dict:
+        """The attributes with the axis (or axes) attribute `key` counted from the samples
+        axis, as the reference sees [S, *box] (made on the first firing)."""
+        if self._sample_attrs is None:
+            value = self.attrs[key]
+            shifted = int(value) + 1 if isinstance(value, int) else tuple(int(a) + 1 for a in value)
+            self._sample_attrs = dict(self.attrs, **{key: shifted})
+        return self._sample_attrs
 
     def wide(self, params: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Weight (and bias) in the accumulation type (float64), converted once."""
@@ -66,7 +78,7 @@ class PreparedKernel:
     def __call__(self, inputs: Arrays, params: dict[str, np.ndarray]) -> np.ndarray:
         """Compute the kernel's output box, shaped (S, *output box shape)."""
         samples = inputs[0].shape[0] if inputs else 1
-        if self.attrs.get("float_island"):
+        if self.float_island:
             result = self._float_island(list(inputs), params, samples)
         else:
             result = self.handler(self, list(inputs), params, samples)
@@ -181,15 +193,33 @@ def arrived_rows(kernel: PreparedKernel, x: np.ndarray) -> np.ndarray | None:
 
 def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """y = x @ W + b; event-based: y = x[arrived] @ W[arrived rows] + b (an input that did not
-    arrive is the zero of its port and adds nothing, so both give the same result)."""
-    rows = arrived_rows(kernel, inputs[0])
-    if kernel.attrs.get("int8"):
-        return int8.dense(kernel.attrs, inputs[0], params, kernel.int8_cache, rows)
-    x, weight, *bias = [inputs[0].astype(ACCUMULATE), *kernel.wide(params)]
+    arrive is the zero of its port and adds nothing, so both give the same result).
+
+    Float: `ir.reference.conv.dense` on x, W and b in float64 (the samples and rows of x as one
+    [M, K] product; numpy widens x exactly), then the fused activation, rounded once."""
+    x = inputs[0]
+    rows = arrived_rows(kernel, x)
+    if kernel.quantised:
+        return int8.dense(kernel.attrs, x, params, kernel.int8_cache, rows)
+    weight, *bias = kernel.wide(params)
     if rows is not None:
         x, weight = x[..., rows], weight[rows]
-    y = kernel.reference("dense", kernel.attrs, [x, weight, *bias])
-    return y.astype(np.float32)
+    y = np.matmul(x.reshape(-1, x.shape[-1]), weight)
+    if bias:
+        y += bias[0]
+    y = _activate(kernel.attrs, y)
+    return y.astype(np.float32).reshape(samples, *kernel.out_shape)
+
+
+def _activate(attrs: dict, y: np.ndarray) -> np.ndarray:
+    """The fused activation of a float conv or dense (`ir.reference.apply_activation`; ReLU
+    in place)."""
+    function = attrs["activation"]
+    if function == "none":
+        return y
+    if function == "relu":
+        return np.maximum(y, 0.0, out=y)
+    return apply_activation(function, tuple(attrs["activation_params"]), y)
 
 
 def _partial_sum(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
@@ -401,8 +431,7 @@ def _lookup(kernel: PreparedKernel, inputs: list, params: dict, samples: int) ->
 
 
 def _softmax(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    attrs = dict(kernel.attrs, axis=int(kernel.attrs["axis"]) + 1)
-    return kernel.reference("softmax", attrs, [inputs[0]])
+    return kernel.reference("softmax", kernel.sample_attrs("axis"), [inputs[0]])
 
 
 def _whole(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:

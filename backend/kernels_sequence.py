@@ -104,16 +104,20 @@ def gather(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
 
 
 def layer_norm(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    """Layer normalisation of each sample's box over its trailing axes."""
-    attrs = dict(kernel.attrs, axis=int(kernel.attrs["axis"]) + 1)
-    operands = [inputs[0], params["scale"]] + ([params["bias"]] if "bias" in params else [])
-    return kernel.reference("layer_norm", attrs, operands)
+    """Layer normalisation of each sample's box over its trailing axes (scale and bias
+    widened to float64 once, as the reference widens them)."""
+    if "scale" not in kernel.cache:
+        for name in ("scale", "bias"):
+            if name in params:
+                kernel.cache[name] = params[name].astype(ACCUMULATE)
+    names = ("scale", "bias") if "bias" in kernel.cache else ("scale",)
+    operands = [inputs[0], *(kernel.cache[name] for name in names)]
+    return kernel.reference("layer_norm", kernel.sample_attrs("axis"), operands)
 
 
 def reduce(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """The reduction of each sample's box."""
-    axes = tuple(int(a) + 1 for a in kernel.attrs["axes"])
-    return kernel.reference("reduce", dict(kernel.attrs, axes=axes), [inputs[0]])
+    return kernel.reference("reduce", kernel.sample_attrs("axes"), [inputs[0]])
 
 
 HANDLERS = {"matmul": matmul, "gather": gather, "layer_norm": layer_norm, "reduce": reduce}

@@ -10,6 +10,7 @@ from passes.dead_code import DeadCode
 from passes.fold_batchnorm import DecomposeBatchNorm, FoldBatchNorm
 from passes.fold_bias import FoldBias
 from passes.fold_movement import FoldMovement
+from passes.fold_projection import FoldProjection
 from passes.fuse_activation import FuseActivation
 from passes.fuse_layer_norm import FuseLayerNorm
 from passes.lower_split import LowerSplit
@@ -21,13 +22,15 @@ CLAMPS = frozenset({"relu", "clip"})
 
 
 def canonicalisation(mode: str = "float") -> list[Pass]:
-    """Folding, identity removal, movement chains, layer-norm and BatchNorm folding, dense bias
-    folding (float only: in int8 the add's requantisation is part of the QDQ semantics), fusion,
-    dead code, split lowering."""
+    """Folding, identity removal, dense bias folding and the split and scaling of packed
+    attention projections (float only: in int8 the add's and the mul's requantisation are part
+    of the QDQ semantics), movement chains, layer-norm and BatchNorm folding, fusion, dead code,
+    split lowering."""
     return [
         ConstantFold(),
         RemoveIdentity(),
-        *([FoldBias()] if mode == "float" else []),  # first: a dense layer's reshapes then fold
+        *([FoldBias(), FoldProjection()] if mode == "float" else []),  # first: the reshapes
+        # around a dense layer then fold
         FoldMovement(),
         FuseLayerNorm(),
         FoldBatchNorm(),

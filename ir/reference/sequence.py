@@ -28,9 +28,9 @@ def layer_norm(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
     centred -= np.add.reduce(centred, axis=axes, keepdims=True) / count  # the mean
     var = np.add.reduce(np.square(centred), axis=axes, keepdims=True) / count
     centred /= np.sqrt(var + float(attrs["epsilon"]))
-    centred *= inputs[1].astype(np.float64)
+    centred *= inputs[1].astype(np.float64, copy=False)
     if len(inputs) == 3:
-        centred += inputs[2].astype(np.float64)
+        centred += inputs[2].astype(np.float64, copy=False)
     return [centred.astype(x.dtype)]
 
 

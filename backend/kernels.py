@@ -204,11 +204,16 @@ def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
     weight, *bias = kernel.wide(params)
     if rows is not None:
         x, weight = x[..., rows], weight[rows]
+    return _dense_float(kernel.attrs, x, weight, bias)
+
+
+def _dense_float(attrs: dict, x: np.ndarray, weight: np.ndarray, bias: list) -> np.ndarray:
+    """x[..., K] @ weight[K, N] (+ bias[N]) and the fused activation, in float64 rounded once."""
     y = np.matmul(x.reshape(-1, x.shape[-1]), weight)
     if bias:
         y += bias[0]
-    y = _activate(kernel.attrs, y)
-    return y.astype(np.float32).reshape(samples, *kernel.out_shape)
+    y = _activate(attrs, y)
+    return y.astype(np.float32).reshape(*x.shape[:-1], weight.shape[1])
 
 
 def _activate(attrs: dict, y: np.ndarray) -> np.ndarray:
@@ -483,9 +488,8 @@ def _conv_shared(kernel: PreparedKernel, x: np.ndarray, params: dict) -> np.ndar
 
 def _dense_shared(kernel: PreparedKernel, x: np.ndarray, params: dict) -> np.ndarray:
     """dense with the units' weights joined along the output features."""
-    operands = [x.astype(ACCUMULATE), *_weight_and_bias(params)]
-    (y,) = evaluate("dense", kernel.attrs, operands)
-    return y.astype(np.float32)
+    weight, *bias = _weight_and_bias(params)
+    return _dense_float(kernel.attrs, x, weight, bias)
 
 
 _SHARED = {"conv": _conv_shared, "dense": _dense_shared}

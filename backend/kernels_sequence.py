@@ -53,10 +53,17 @@ def matmul(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
     return np.broadcast_to(y, (samples, *kernel.out_shape)).copy()
 
 
-def _check_ids(kernel: PreparedKernel, indices: np.ndarray) -> None:
+def _checked_ids(kernel: PreparedKernel, indices: np.ndarray) -> np.ndarray:
+    """The ids of an index port, negative ones counted from the table's end, once they are
+    checked against the table's rows."""
     rows = int(kernel.attrs["rows"])
-    if indices.size == 0 or (indices.min() >= -rows and indices.max() < rows):
-        return
+    if indices.size == 0:
+        return indices
+    low, high = indices.min(), indices.max()
+    if low >= 0 and high < rows:
+        return indices
+    if low >= -rows and high < rows:
+        return np.where(indices < 0, indices + rows, indices)
     bad = np.argwhere((indices < -rows) | (indices >= rows))
     where = tuple(int(i) for i in bad[0])
     value = int(indices[where])
@@ -85,8 +92,7 @@ def gather(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
     operands = kernel.attrs["operands"]
     data, indices = _operands(kernel, inputs, params)
     if operands[1] >= 0:
-        _check_ids(kernel, indices)
-        indices = np.where(indices < 0, indices + int(kernel.attrs["rows"]), indices)
+        indices = _checked_ids(kernel, indices)
     if kernel.attrs.get("int8") and operands[0] >= 0:
         zero, multiplier, shift = kernel.attrs["rescale"]
         data = int8.rescale(data, zero, multiplier, shift, kernel.attrs["output_zero_point"])
@@ -97,7 +103,7 @@ def gather(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
         y = np.take(data[0], indices[0] if operands[1] < 0 else indices, axis=axis)
         if operands[1] < 0:
             return np.broadcast_to(y, (samples, *kernel.out_shape)).copy()
-        return np.ascontiguousarray(np.moveaxis(y, axis, 0))
+        return y if axis == 0 else np.ascontiguousarray(np.moveaxis(y, axis, 0))
     if operands[1] < 0:
         return np.take(data, indices[0], axis=axis + 1)
     return np.stack([np.take(data[s], indices[s], axis=axis) for s in range(samples)])

@@ -124,7 +124,9 @@ class PreparedKernel:
         split = wide.reshape(
             classes, rows, *wide.shape[1:axis], sharing, channels, *wide.shape[axis + 1 :]
         )
-        return np.moveaxis(split, axis + 1, 1).reshape(-1, *self.out_shape)
+        # the units' axis (axis + 1) moves next to the classes: [X, V, B, ...]
+        order = (0, axis + 1, *range(1, axis + 1), *range(axis + 2, split.ndim))
+        return split.transpose(order).reshape(-1, *self.out_shape)
 
     def _float_island(self, inputs: list, params: dict, samples: int) -> np.ndarray:
         """int8 in, fp32 compute (the float kernel), int8 out: dequantise, run, quantise."""
@@ -333,8 +335,8 @@ def _global_pool(kernel: PreparedKernel, inputs: list, params: dict, samples: in
 
 
 def _transpose(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    perm = tuple(kernel.attrs["perm"])
-    return np.ascontiguousarray(np.transpose(inputs[0], (0, *(p + 1 for p in perm))))
+    perm = kernel.sample_attrs("perm")["perm"]
+    return inputs[0].transpose(0, *perm).copy()
 
 
 def reshape_sources(
@@ -405,6 +407,8 @@ def _slice(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
 
 def _same_box(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Element-wise ops: operands in IR order, constants from params, broadcast to full rank."""
+    if _two_ports_of_the_box(kernel, inputs):
+        return kernel.reference(kernel.kernel.opcode, kernel.attrs, inputs)
     rank = len(kernel.output.box.start)
     operands = []
     ports = iter(inputs)
@@ -420,6 +424,14 @@ def _same_box(kernel: PreparedKernel, inputs: list, params: dict, samples: int) 
     if y.shape[1:] == kernel.out_shape:
         return y
     return np.broadcast_to(y, (samples, *kernel.out_shape)).copy()
+
+
+def _two_ports_of_the_box(kernel: PreparedKernel, inputs: list) -> bool:
+    """A float binary op whose two operands are ports holding the output's box: nothing to
+    broadcast or align."""
+    if len(inputs) != 2 or kernel.quantised or kernel.attrs.get("operands") != (0, 1):
+        return False
+    return inputs[0].shape == inputs[1].shape and inputs[0].shape[1:] == kernel.out_shape
 
 
 def _same_box_int8(kernel: PreparedKernel, operands: list) -> np.ndarray:

@@ -44,8 +44,10 @@ def _aligned(array: np.ndarray, rank: int) -> np.ndarray:
 def matmul(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """a @ b per sample (batch axes broadcast), float64 sums rounded once, or int8."""
     rank = len(kernel.out_shape)
-    a, b = (_aligned(x, rank) for x in _operands(kernel, inputs, params))
-    if kernel.attrs.get("int8"):
+    a, b = _operands(kernel, inputs, params)
+    if a.ndim != rank + 1 or b.ndim != rank + 1:
+        a, b = _aligned(a, rank), _aligned(b, rank)
+    if kernel.quantised:
         return int8.matmul(kernel.attrs, a, b)
     y = np.matmul(a.astype(ACCUMULATE), b.astype(ACCUMULATE)).astype(np.float32)
     if y.shape == (samples, *kernel.out_shape):

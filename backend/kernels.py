@@ -340,13 +340,27 @@ def _transpose(kernel: PreparedKernel, inputs: list, params: dict, samples: int)
 
 
 def reshape_sources(
-    out_box: Box, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+    out_box: Box,
+    in_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    view: tuple[int, ...] | None = None,
+    perm: tuple[int, ...] | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """Input coordinates (one array per input axis) of each element of `out_box`, row-major."""
+    """Input coordinates (one array per input axis) of each element of `out_box`, row-major.
+
+    An output element's row-major position in `out_shape` is its input's row-major position in
+    `in_shape`; with `view` and `perm` (a permute) it is a position in the view's transpose T:
+    T[c] = V[d] with d[perm[i]] = c[i], V the input viewed as `view`."""
     grids = np.meshgrid(
         *[np.arange(a, b) for a, b in zip(out_box.start, out_box.stop)], indexing="ij"
     )
     flat = np.ravel_multi_index([g.reshape(-1) for g in grids], out_shape)
+    if view is not None and perm is not None:
+        moved = np.unravel_index(flat, tuple(view[axis] for axis in perm))
+        in_view: list[np.ndarray] = [moved[0]] * len(view)
+        for position, axis in enumerate(perm):
+            in_view[axis] = moved[position]
+        flat = np.ravel_multi_index(in_view, view)
     return np.unravel_index(flat, in_shape)
 
 
@@ -370,7 +384,14 @@ def _reshape_positions(kernel: PreparedKernel) -> np.ndarray:
     """The input-box position of each output element, cached with `reshape_run` = [first]
     when they are first, first + 1, ..."""
     in_box = kernel.inputs[0].box
-    coords = reshape_sources(kernel.output.box, kernel.attrs["in_shape"], kernel.attrs["out_shape"])
+    attrs = kernel.attrs
+    coords = reshape_sources(
+        kernel.output.box,
+        attrs["in_shape"],
+        attrs["out_shape"],
+        attrs.get("view"),
+        attrs.get("perm"),
+    )
     local = np.ravel_multi_index([c - s for c, s in zip(coords, in_box.start)], in_box.shape)
     kernel.cache["reshape"] = local
     if local.size and np.array_equal(local, np.arange(local[0], local[0] + local.size)):

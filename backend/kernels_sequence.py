@@ -8,7 +8,8 @@ Arrays carry the leading samples axis S (see `backend.kernels`); parameters do n
   data port rescaled to the result's parameters first); an index port (token ids from the host)
   is checked against the table's `rows` first: an id outside -rows..rows-1 is the
   user's InputError naming the graph input (`indices_input`), the position and the limit.
-- layer_norm: the reference (`ir.reference.sequence.layer_norm`) over the box's trailing axes.
+- layer_norm: the reference (`ir.reference.sequence.layer_norm`) over the box's trailing axes,
+  of the sum of its two ports when it has two (add_layer_norm).
 - reduce: the reference reduction of the box over its reduced axes (they span the whole tensor).
 """
 
@@ -119,7 +120,8 @@ def layer_norm(kernel: PreparedKernel, inputs: list, params: dict, samples: int)
             if name in params:
                 kernel.cache[name] = params[name].astype(ACCUMULATE)
     names = ("scale", "bias") if "bias" in kernel.cache else ("scale",)
-    operands = [inputs[0], *(kernel.cache[name] for name in names)]
+    x = inputs[0] if len(inputs) == 1 else np.add(inputs[0], inputs[1])
+    operands = [x, *(kernel.cache[name] for name in names)]
     return kernel.reference("layer_norm", kernel.sample_attrs("axis"), operands)
 
 

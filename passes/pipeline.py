@@ -14,6 +14,7 @@ from passes.fold_projection import FoldProjection
 from passes.fuse_activation import FuseActivation
 from passes.fuse_layer_norm import FuseLayerNorm
 from passes.fuse_permute import FusePermute
+from passes.fuse_residual import FuseResidual
 from passes.lower_split import LowerSplit
 from passes.quantise import Quantise
 from passes.remove_identity import RemoveIdentity
@@ -26,7 +27,8 @@ def canonicalisation(mode: str = "float") -> list[Pass]:
     """Folding, identity removal, dense bias folding and the split and scaling of packed
     attention projections (float only: in int8 the add's and the mul's requantisation are part
     of the QDQ semantics), movement chains, layer-norm and BatchNorm folding, fusion, dead code,
-    transposes fused with their reshapes (float only), split lowering."""
+    transposes fused with their reshapes and residual adds with the layer norms after them (float
+    only), split lowering."""
     return [
         ConstantFold(),
         RemoveIdentity(),
@@ -39,7 +41,7 @@ def canonicalisation(mode: str = "float") -> list[Pass]:
         ConstantFold(),
         FuseActivation() if mode == "float" else FuseActivation(functions=CLAMPS),
         DeadCode(),
-        *([FusePermute()] if mode == "float" else []),
+        *([FusePermute(), FuseResidual()] if mode == "float" else []),
         LowerSplit(),
     ]
 

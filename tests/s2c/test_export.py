@@ -220,6 +220,13 @@ def _cases() -> dict[str, Case]:
             [x4 * 3 + 2, Const(normal(7, 8, seed=2)), Const(normal(8, seed=3))],
             SUM_TOL,
         ),
+        "add_layer_norm": Case(
+            "add_layer_norm",
+            {"axis": 3, "epsilon": 1e-5},
+            [x4 * 3 + 2, normal(1, 3, 7, 8, seed=4), Const(normal(8, seed=3))],
+            SUM_TOL,
+            single_node=False,
+        ),
         "where": Case(
             "where", {}, [Const(normal(7, 8) > 0), x4, Const(normal(1, 1, 1, 8, seed=2))]
         ),

@@ -367,11 +367,16 @@ def reshape_sources(
 def _reshape(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Gather each output element from the input box by its row-major position (the positions
     are found once per kernel). Positions that run consecutively from `first` (a whole-tensor
-    reshape, or a block of rows) are a plain slice of the input: no gather."""
+    reshape, or a block of rows) are a plain slice of the input: no gather; a permute of whole
+    tensors is numpy's reshape, transpose and reshape."""
     out_box = kernel.output.box
     local = kernel.cache.get("reshape")
     if local is None:
         local = _reshape_positions(kernel)
+    if "permute_whole" in kernel.cache:
+        view, perm = kernel.attrs["view"], kernel.sample_attrs("perm")["perm"]
+        moved = inputs[0].reshape(samples, *view).transpose(0, *perm)
+        return moved.reshape(samples, *out_box.shape)
     x = inputs[0].reshape(samples, -1)
     run = kernel.cache.get("reshape_run")
     if run is not None:
@@ -382,7 +387,8 @@ def _reshape(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -
 
 def _reshape_positions(kernel: PreparedKernel) -> np.ndarray:
     """The input-box position of each output element, cached with `reshape_run` = [first]
-    when they are first, first + 1, ..."""
+    when they are first, first + 1, ..., and with `permute_whole` for a permute of whole
+    tensors."""
     in_box = kernel.inputs[0].box
     attrs = kernel.attrs
     coords = reshape_sources(
@@ -394,6 +400,10 @@ def _reshape_positions(kernel: PreparedKernel) -> np.ndarray:
     )
     local = np.ravel_multi_index([c - s for c, s in zip(coords, in_box.start)], in_box.shape)
     kernel.cache["reshape"] = local
+    whole_in = in_box.start == (0,) * len(in_box.start) and in_box.shape == attrs["in_shape"]
+    whole_out = kernel.output.box.shape == attrs["out_shape"]
+    if "view" in attrs and whole_in and whole_out:
+        kernel.cache["permute_whole"] = local[:0]
     if local.size and np.array_equal(local, np.arange(local[0], local[0] + local.size)):
         kernel.cache["reshape_run"] = local[:1]
     return local

@@ -369,20 +369,19 @@ def _reshape(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -
     are found once per kernel). Positions that run consecutively from `first` (a whole-tensor
     reshape, or a block of rows) are a plain slice of the input: no gather; a permute of whole
     tensors is numpy's reshape, transpose and reshape."""
-    out_box = kernel.output.box
     local = kernel.cache.get("reshape")
     if local is None:
         local = _reshape_positions(kernel)
     if "permute_whole" in kernel.cache:
         view, perm = kernel.attrs["view"], kernel.sample_attrs("perm")["perm"]
         moved = inputs[0].reshape(samples, *view).transpose(0, *perm)
-        return moved.reshape(samples, *out_box.shape)
+        return moved.reshape(samples, *kernel.out_shape)
     x = inputs[0].reshape(samples, -1)
     run = kernel.cache.get("reshape_run")
     if run is not None:
         first = int(run[0])
-        return x[:, first : first + local.size].reshape(samples, *out_box.shape)
-    return x[:, local].reshape(samples, *out_box.shape)
+        return x[:, first : first + local.size].reshape(samples, *kernel.out_shape)
+    return x[:, local].reshape(samples, *kernel.out_shape)
 
 
 def _reshape_positions(kernel: PreparedKernel) -> np.ndarray:

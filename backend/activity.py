@@ -137,10 +137,13 @@ class SparsityPlan:
 
     def group_counts(self, members: tuple[int, ...], hops: list[int]) -> GroupCounts | None:
         """The summed counts of `members` (whose packets take `hops` link hops each), or None
-        when one of them sends or receives events (its counts depend on the values)."""
+        when one of them sends or receives events (its counts depend on the values) or they
+        belong to several layers (each layer counts its own)."""
         if any(
             self.sends_events[m] or "event_input_zeros" in self.kernels[m].attrs for m in members
         ):
+            return None
+        if len({self.kernels[m].layer for m in members}) > 1:
             return None
         return GroupCounts(
             packets=sum(self.packets[m] for m in members),

@@ -36,6 +36,7 @@ from ir.types import TensorType
 LIMIT = COORDINATE_LIMIT
 LRN_SIZE_LIMIT = 1 << 16  # the reference sums `size` shifted copies, one Python step each
 RESHAPE_ELEMENTS_LIMIT = 1 << 62  # row-major positions must fit int64
+VIEW_RANK_LIMIT = 32  # a permute's view: numpy indexes at most 64 axes
 
 
 # -- shared parts of rules --------------------------------------------------------------------
@@ -325,21 +326,44 @@ def _check_transpose(d: Descriptor) -> None:
 
 def _check_reshape(d: Descriptor) -> None:
     """reshape: every output element, at its row-major position in `out_shape`, comes from the
-    element at that position in `in_shape`, which must lie in the input box."""
+    element at that position in `in_shape`, which must lie in the input box. With `view` and
+    `perm` (a permute: reshape, transpose, reshape), the position in `out_shape` is one in the
+    transpose by `perm` of the input viewed as `view`."""
     (port,) = d.ports(1)
     in_shape = d.ints_attr("in_shape", len(port.box.start), 0, LIMIT)
     out_shape = d.ints_attr("out_shape", len(d.out_shape), 0, LIMIT)
     if math.prod(in_shape) != math.prod(out_shape) or math.prod(in_shape) > RESHAPE_ELEMENTS_LIMIT:
         d.fail("attribute 'out_shape'", out_shape, f"must hold the elements of {in_shape}")
+    view, perm = _permute_attrs(d, math.prod(in_shape))
     _movement_dtypes(d)
     for name, shape, box in (("in_shape", in_shape, port.box), ("out_shape", out_shape, None)):
         box = d.kernel.output.box if box is None else box
         if any(b > n for b, n in zip(box.stop, shape)):
             d.fail(f"attribute '{name}'", shape, f"does not hold the box ending at {box.stop}")
-    coords = reshape_sources(d.kernel.output.box, in_shape, out_shape)
+    coords = reshape_sources(d.kernel.output.box, in_shape, out_shape, view, perm)
     for axis, (axis_coords, start, stop) in enumerate(zip(coords, port.box.start, port.box.stop)):
         if axis_coords.size and (axis_coords.min() < start or axis_coords.max() >= stop):
             d.fail("input box", port.box.shape, f"misses elements of the output on axis {axis}")
+
+
+def _permute_attrs(
+    d: Descriptor, elements: int
+) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    """A reshape kernel's optional `view` (holding `elements`) and `perm` (a permutation of
+    the view's axes), both or neither."""
+    if "view" not in d.kernel.attrs and "perm" not in d.kernel.attrs:
+        return None, None
+    view_value = d.kernel.attrs.get("view")
+    rank = len(view_value) if isinstance(view_value, tuple) else 0
+    if not 0 < rank <= VIEW_RANK_LIMIT:
+        d.fail("attribute 'view'", view_value, f"must hold 1..{VIEW_RANK_LIMIT} integers")
+    view = d.ints_attr("view", rank, 1, LIMIT)
+    if math.prod(view) != elements:
+        d.fail("attribute 'view'", view, f"must hold the {elements} elements of 'in_shape'")
+    perm = d.ints_attr("perm", rank, 0, max(rank - 1, 0))
+    if sorted(perm) != list(range(rank)):
+        d.fail("attribute 'perm'", perm, f"must be a permutation of 0..{rank - 1}")
+    return view, perm
 
 
 def _check_concat(d: Descriptor) -> None:

@@ -76,9 +76,12 @@ def _rescale(d: Descriptor) -> None:
 
 def check_layer_norm(d: Descriptor) -> None:
     """layer_norm: over the box's axes `axis`..; parameters `scale` (and `bias`) float32 that
-    broadcast to those axes; y = (x - mean) / sqrt(var + epsilon) * scale + bias."""
-    d.ports(1)
+    broadcast to those axes; y = (x - mean) / sqrt(var + epsilon) * scale + bias. A second port
+    (a residual, of the first port's box shape) is added to x first, in float32."""
+    ports = d.ports(1, 2)
     shape = d.rank_at_least(0, 1)
+    if len(ports) == 2 and ports[1].box.shape != shape:
+        d.fail("port 1 box", ports[1].box.shape, f"must be port 0's {shape}")
     axis = d.int_attr("axis", 0, len(shape) - 1)
     d.float_attr("epsilon")
     d.roles(["scale"], ["bias"])

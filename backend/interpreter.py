@@ -80,7 +80,7 @@ class RunStats:
     def scaled(self, samples: int) -> RunStats:
         """These per-inference counts for `samples` inferences."""
         per_layer = {
-            name: {key: count * samples for key, count in layer.items()}
+            name: layer.copy() if samples == 1 else {k: n * samples for k, n in layer.items()}
             for name, layer in self.per_layer.items()
         }
         return RunStats(

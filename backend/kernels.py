@@ -42,6 +42,8 @@ class PreparedKernel:
         # The op's defaults completed; slice-local extras (window_start, offsets, ...) kept.
         self.attrs = get_op(op).with_defaults(kernel.attrs) if op in OPS else dict(kernel.attrs)
         self.op = op
+        self.quantised = bool(self.attrs.get("int8"))
+        self.float_island = bool(self.attrs.get("float_island"))
         self.out_shape = kernel.output.box.shape
         self.output = kernel.output
         self.inputs = kernel.inputs
@@ -49,6 +51,16 @@ class PreparedKernel:
         self.accumulate: type[np.floating] = ACCUMULATE  # float conv/dense products
         self.int8_cache: dict[str, np.ndarray] = {}  # int8 conv/dense: the converted weight
         self.cache: dict[str, np.ndarray] = {}  # arrays a handler derives once from attributes
+        self._sample_attrs: dict | None = None
+
+    def sample_attrs(self, key: str) -> dict:
+        """The attributes with the axis (or axes) attribute `key` counted from the samples
+        axis, as the reference sees [S, *box] (made on the first firing)."""
+        if self._sample_attrs is None:
+            value = self.attrs[key]
+            shifted = int(value) + 1 if isinstance(value, int) else tuple(int(a) + 1 for a in value)
+            self._sample_attrs = dict(self.attrs, **{key: shifted})
+        return self._sample_attrs
 
     def wide(self, params: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Weight (and bias) in the accumulation type, converted once."""
@@ -67,7 +79,7 @@ class PreparedKernel:
     def __call__(self, inputs: Arrays, params: dict[str, np.ndarray]) -> np.ndarray:
         """Compute the kernel's output box, shaped (S, *output box shape)."""
         samples = inputs[0].shape[0] if inputs else 1
-        if self.attrs.get("float_island"):
+        if self.float_island:
             result = self._float_island(list(inputs), params, samples)
         else:
             result = self.handler(self, list(inputs), params, samples)
@@ -113,7 +125,9 @@ class PreparedKernel:
         split = wide.reshape(
             classes, rows, *wide.shape[1:axis], sharing, channels, *wide.shape[axis + 1 :]
         )
-        return np.moveaxis(split, axis + 1, 1).reshape(-1, *self.out_shape)
+        # the units' axis (axis + 1) moves next to the classes: [X, V, B, ...]
+        order = (0, axis + 1, *range(1, axis + 1), *range(axis + 2, split.ndim))
+        return split.transpose(order).reshape(-1, *self.out_shape)
 
     def _float_island(self, inputs: list, params: dict, samples: int) -> np.ndarray:
         """int8 in, fp32 compute (the float kernel), int8 out: dequantise, run, quantise."""
@@ -182,15 +196,38 @@ def arrived_rows(kernel: PreparedKernel, x: np.ndarray) -> np.ndarray | None:
 
 def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """y = x @ W + b; event-based: y = x[arrived] @ W[arrived rows] + b (an input that did not
-    arrive is the zero of its port and adds nothing, so both give the same result)."""
-    rows = arrived_rows(kernel, inputs[0])
-    if kernel.attrs.get("int8"):
-        return int8.dense(kernel.attrs, inputs[0], params, kernel.int8_cache, rows)
-    x, weight, *bias = [inputs[0].astype(kernel.accumulate), *kernel.wide(params)]
+    arrive is the zero of its port and adds nothing, so both give the same result).
+
+    Float: `ir.reference.conv.dense` on x, W and b in float64 (the samples and rows of x as one
+    [M, K] product; numpy widens x exactly), then the fused activation, rounded once."""
+    x = inputs[0]
+    rows = arrived_rows(kernel, x)
+    if kernel.quantised:
+        return int8.dense(kernel.attrs, x, params, kernel.int8_cache, rows)
+    weight, *bias = kernel.wide(params)
     if rows is not None:
         x, weight = x[..., rows], weight[rows]
-    y = kernel.reference("dense", kernel.attrs, [x, weight, *bias])
-    return y.astype(np.float32)
+    return _dense_float(kernel.attrs, x, weight, bias)
+
+
+def _dense_float(attrs: dict, x: np.ndarray, weight: np.ndarray, bias: list) -> np.ndarray:
+    """x[..., K] @ weight[K, N] (+ bias[N]) and the fused activation, in float64 rounded once."""
+    y = np.matmul(x.reshape(-1, x.shape[-1]), weight)
+    if bias:
+        y += bias[0]
+    y = _activate(attrs, y)
+    return y.astype(np.float32).reshape(*x.shape[:-1], weight.shape[1])
+
+
+def _activate(attrs: dict, y: np.ndarray) -> np.ndarray:
+    """The fused activation of a float conv or dense (`ir.reference.apply_activation`; ReLU
+    in place)."""
+    function = attrs["activation"]
+    if function == "none":
+        return y
+    if function == "relu":
+        return np.maximum(y, 0.0, out=y)
+    return apply_activation(function, tuple(attrs["activation_params"]), y)
 
 
 def _partial_sum(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
@@ -300,44 +337,74 @@ def _global_pool(kernel: PreparedKernel, inputs: list, params: dict, samples: in
 
 
 def _transpose(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    perm = tuple(kernel.attrs["perm"])
-    return np.ascontiguousarray(np.transpose(inputs[0], (0, *(p + 1 for p in perm))))
+    perm = kernel.sample_attrs("perm")["perm"]
+    return inputs[0].transpose(0, *perm).copy()
 
 
 def reshape_sources(
-    out_box: Box, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+    out_box: Box,
+    in_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    view: tuple[int, ...] | None = None,
+    perm: tuple[int, ...] | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """Input coordinates (one array per input axis) of each element of `out_box`, row-major."""
+    """Input coordinates (one array per input axis) of each element of `out_box`, row-major.
+
+    An output element's row-major position in `out_shape` is its input's row-major position in
+    `in_shape`; with `view` and `perm` (a permute) it is a position in the view's transpose T:
+    T[c] = V[d] with d[perm[i]] = c[i], V the input viewed as `view`."""
     grids = np.meshgrid(
         *[np.arange(a, b) for a, b in zip(out_box.start, out_box.stop)], indexing="ij"
     )
     flat = np.ravel_multi_index([g.reshape(-1) for g in grids], out_shape)
+    if view is not None and perm is not None:
+        moved = np.unravel_index(flat, tuple(view[axis] for axis in perm))
+        in_view: list[np.ndarray] = [moved[0]] * len(view)
+        for position, axis in enumerate(perm):
+            in_view[axis] = moved[position]
+        flat = np.ravel_multi_index(in_view, view)
     return np.unravel_index(flat, in_shape)
 
 
 def _reshape(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Gather each output element from the input box by its row-major position (the positions
     are found once per kernel). Positions that run consecutively from `first` (a whole-tensor
-    reshape, or a block of rows) are a plain slice of the input: no gather."""
-    out_box = kernel.output.box
+    reshape, or a block of rows) are a plain slice of the input: no gather; a permute of whole
+    tensors is numpy's reshape, transpose and reshape."""
     local = kernel.cache.get("reshape")
     if local is None:
         local = _reshape_positions(kernel)
+    if "permute_whole" in kernel.cache:
+        view, perm = kernel.attrs["view"], kernel.sample_attrs("perm")["perm"]
+        moved = inputs[0].reshape(samples, *view).transpose(0, *perm)
+        return moved.reshape(samples, *kernel.out_shape)
     x = inputs[0].reshape(samples, -1)
     run = kernel.cache.get("reshape_run")
     if run is not None:
         first = int(run[0])
-        return x[:, first : first + local.size].reshape(samples, *out_box.shape)
-    return x[:, local].reshape(samples, *out_box.shape)
+        return x[:, first : first + local.size].reshape(samples, *kernel.out_shape)
+    return x[:, local].reshape(samples, *kernel.out_shape)
 
 
 def _reshape_positions(kernel: PreparedKernel) -> np.ndarray:
     """The input-box position of each output element, cached with `reshape_run` = [first]
-    when they are first, first + 1, ..."""
+    when they are first, first + 1, ..., and with `permute_whole` for a permute of whole
+    tensors."""
     in_box = kernel.inputs[0].box
-    coords = reshape_sources(kernel.output.box, kernel.attrs["in_shape"], kernel.attrs["out_shape"])
+    attrs = kernel.attrs
+    coords = reshape_sources(
+        kernel.output.box,
+        attrs["in_shape"],
+        attrs["out_shape"],
+        attrs.get("view"),
+        attrs.get("perm"),
+    )
     local = np.ravel_multi_index([c - s for c, s in zip(coords, in_box.start)], in_box.shape)
     kernel.cache["reshape"] = local
+    whole_in = in_box.start == (0,) * len(in_box.start) and in_box.shape == attrs["in_shape"]
+    whole_out = kernel.output.box.shape == attrs["out_shape"]
+    if "view" in attrs and whole_in and whole_out:
+        kernel.cache["permute_whole"] = local[:0]
     if local.size and np.array_equal(local, np.arange(local[0], local[0] + local.size)):
         kernel.cache["reshape_run"] = local[:1]
     return local
@@ -372,6 +439,8 @@ def _slice(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
 
 def _same_box(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Element-wise ops: operands in IR order, constants from params, broadcast to full rank."""
+    if _two_ports_of_the_box(kernel, inputs):
+        return kernel.reference(kernel.kernel.opcode, kernel.attrs, inputs)
     rank = len(kernel.output.box.start)
     operands = []
     ports = iter(inputs)
@@ -389,6 +458,14 @@ def _same_box(kernel: PreparedKernel, inputs: list, params: dict, samples: int) 
     return np.broadcast_to(y, (samples, *kernel.out_shape)).copy()
 
 
+def _two_ports_of_the_box(kernel: PreparedKernel, inputs: list) -> bool:
+    """A float binary op whose two operands are ports holding the output's box: nothing to
+    broadcast or align."""
+    if len(inputs) != 2 or kernel.quantised or kernel.attrs.get("operands") != (0, 1):
+        return False
+    return inputs[0].shape == inputs[1].shape and inputs[0].shape[1:] == kernel.out_shape
+
+
 def _same_box_int8(kernel: PreparedKernel, operands: list) -> np.ndarray:
     op = kernel.kernel.opcode
     if op in ("add", "sub"):
@@ -403,8 +480,7 @@ def _lookup(kernel: PreparedKernel, inputs: list, params: dict, samples: int) ->
 
 
 def _softmax(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    attrs = dict(kernel.attrs, axis=int(kernel.attrs["axis"]) + 1)
-    return kernel.reference("softmax", attrs, [inputs[0]])
+    return kernel.reference("softmax", kernel.sample_attrs("axis"), [inputs[0]])
 
 
 def _whole(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
@@ -456,9 +532,8 @@ def _conv_shared(kernel: PreparedKernel, x: np.ndarray, params: dict) -> np.ndar
 
 def _dense_shared(kernel: PreparedKernel, x: np.ndarray, params: dict) -> np.ndarray:
     """dense with the units' weights joined along the output features."""
-    operands = [x.astype(params["weight"].dtype), *_weight_and_bias(params)]
-    (y,) = evaluate("dense", kernel.attrs, operands)
-    return y.astype(np.float32)
+    weight, *bias = _weight_and_bias(params)
+    return _dense_float(kernel.attrs, x, weight, bias)
 
 
 _SHARED = {"conv": _conv_shared, "dense": _dense_shared}

@@ -8,7 +8,8 @@ Arrays carry the leading samples axis S (see `backend.kernels`); parameters do n
   data port rescaled to the result's parameters first); an index port (token ids from the host)
   is checked against the table's `rows` first: an id outside -rows..rows-1 is the
   user's InputError naming the graph input (`indices_input`), the position and the limit.
-- layer_norm: the reference (`ir.reference.sequence.layer_norm`) over the box's trailing axes.
+- layer_norm: the reference (`ir.reference.sequence.layer_norm`) over the box's trailing axes,
+  of the sum of its two ports when it has two (add_layer_norm).
 - reduce: the reference reduction of the box over its reduced axes (they span the whole tensor).
 """
 
@@ -44,8 +45,10 @@ def _aligned(array: np.ndarray, rank: int) -> np.ndarray:
 def matmul(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """a @ b per sample (batch axes broadcast), float64 sums rounded once, or int8."""
     rank = len(kernel.out_shape)
-    a, b = (_aligned(x, rank) for x in _operands(kernel, inputs, params))
-    if kernel.attrs.get("int8"):
+    a, b = _operands(kernel, inputs, params)
+    if a.ndim != rank + 1 or b.ndim != rank + 1:
+        a, b = _aligned(a, rank), _aligned(b, rank)
+    if kernel.quantised:
         return int8.matmul(kernel.attrs, a, b)
     y = np.matmul(a.astype(ACCUMULATE), b.astype(ACCUMULATE)).astype(np.float32)
     if y.shape == (samples, *kernel.out_shape):
@@ -53,10 +56,17 @@ def matmul(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
     return np.broadcast_to(y, (samples, *kernel.out_shape)).copy()
 
 
-def _check_ids(kernel: PreparedKernel, indices: np.ndarray) -> None:
+def _checked_ids(kernel: PreparedKernel, indices: np.ndarray) -> np.ndarray:
+    """The ids of an index port, negative ones counted from the table's end, once they are
+    checked against the table's rows."""
     rows = int(kernel.attrs["rows"])
-    if indices.size == 0 or (indices.min() >= -rows and indices.max() < rows):
-        return
+    if indices.size == 0:
+        return indices
+    low, high = indices.min(), indices.max()
+    if low >= 0 and high < rows:
+        return indices
+    if low >= -rows and high < rows:
+        return np.where(indices < 0, indices + rows, indices)
     bad = np.argwhere((indices < -rows) | (indices >= rows))
     where = tuple(int(i) for i in bad[0])
     value = int(indices[where])
@@ -85,8 +95,7 @@ def gather(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
     operands = kernel.attrs["operands"]
     data, indices = _operands(kernel, inputs, params)
     if operands[1] >= 0:
-        _check_ids(kernel, indices)
-        indices = np.where(indices < 0, indices + int(kernel.attrs["rows"]), indices)
+        indices = _checked_ids(kernel, indices)
     if kernel.attrs.get("int8") and operands[0] >= 0:
         zero, multiplier, shift = kernel.attrs["rescale"]
         data = int8.rescale(data, zero, multiplier, shift, kernel.attrs["output_zero_point"])
@@ -97,23 +106,28 @@ def gather(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
         y = np.take(data[0], indices[0] if operands[1] < 0 else indices, axis=axis)
         if operands[1] < 0:
             return np.broadcast_to(y, (samples, *kernel.out_shape)).copy()
-        return np.ascontiguousarray(np.moveaxis(y, axis, 0))
+        return y if axis == 0 else np.ascontiguousarray(np.moveaxis(y, axis, 0))
     if operands[1] < 0:
         return np.take(data, indices[0], axis=axis + 1)
     return np.stack([np.take(data[s], indices[s], axis=axis) for s in range(samples)])
 
 
 def layer_norm(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    """Layer normalisation of each sample's box over its trailing axes."""
-    attrs = dict(kernel.attrs, axis=int(kernel.attrs["axis"]) + 1)
-    operands = [inputs[0], params["scale"]] + ([params["bias"]] if "bias" in params else [])
-    return kernel.reference("layer_norm", attrs, operands)
+    """Layer normalisation of each sample's box over its trailing axes (scale and bias
+    widened to float64 once, as the reference widens them)."""
+    if "scale" not in kernel.cache:
+        for name in ("scale", "bias"):
+            if name in params:
+                kernel.cache[name] = params[name].astype(ACCUMULATE)
+    names = ("scale", "bias") if "bias" in kernel.cache else ("scale",)
+    x = inputs[0] if len(inputs) == 1 else np.add(inputs[0], inputs[1])
+    operands = [x, *(kernel.cache[name] for name in names)]
+    return kernel.reference("layer_norm", kernel.sample_attrs("axis"), operands)
 
 
 def reduce(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """The reduction of each sample's box."""
-    axes = tuple(int(a) + 1 for a in kernel.attrs["axes"])
-    return kernel.reference("reduce", dict(kernel.attrs, axes=axes), [inputs[0]])
+    return kernel.reference("reduce", kernel.sample_attrs("axes"), [inputs[0]])
 
 
 HANDLERS = {"matmul": matmul, "gather": gather, "layer_norm": layer_norm, "reduce": reduce}

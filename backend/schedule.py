@@ -20,6 +20,13 @@ output-channel chunks) shares by input class: its blocks are ordered so that eac
 `sharing` consecutive blocks reads the same inputs; each class's input is filled and laid out
 once, and its blocks' weights act as one wider layer on it. An event-based dense kernel is not
 merged this way: it fires alone, processing only the synaptic rows of the inputs that arrived.
+
+Kernels of different layers merge the same ways when they lie at the same depth (the longest
+chain of groups from the host's inputs to them): no path joins two groups of one depth, since
+every step of a path goes one depth deeper, so a merged group reads none of its own results
+and the order stays acyclic. The three projections of an attention layer, which read one input,
+then fire as one wider dense layer, and their head splits as one reshape and one transpose.
+Conv and recurrent layers merge only within their layer.
 """
 
 from __future__ import annotations
@@ -154,6 +161,52 @@ def _input_classes(blocks: list[tuple[int, ...]], kernels) -> tuple[list[tuple[i
     return [block for members in classes.values() for block in members], sizes.pop()
 
 
+def _depths(blocks: list[tuple[int, ...]], kernels: Sequence[Kernel]) -> list[int]:
+    """Each block's depth: 0 when it reads only the host's inputs, else one more than the
+    deepest other block it reads from (depth-first, without recursion)."""
+    block_of = {kernels[i].output.key: b for b, block in enumerate(blocks) for i in block}
+    reads = [
+        {
+            block_of[source.key]
+            for index in block
+            for port in kernels[index].inputs
+            for source in port.sources
+            if source.key in block_of
+        }
+        - {b}
+        for b, block in enumerate(blocks)
+    ]
+    depths: dict[int, int] = {}
+    for start in range(len(blocks)):
+        stack = [start]
+        while stack:
+            b = stack[-1]
+            if b in depths:
+                stack.pop()
+                continue
+            pending = [r for r in reads[b] if r not in depths]
+            if pending:
+                stack.extend(pending)
+                continue
+            depths[b] = 1 + max((depths[r] for r in reads[b]), default=-1)
+            stack.pop()
+    return [depths[b] for b in range(len(blocks))]
+
+
+def _across_layers(
+    blocks: list[tuple[int, ...]], keys: list[tuple], kernels: Sequence[Kernel]
+) -> tuple[list[tuple[int, ...]], list[tuple]]:
+    """Blocks keyed by depth instead of layer (conv and recurrent blocks and layer plans keep
+    their own key), identical blocks of one depth joined into one."""
+    depths = _depths(blocks, kernels)
+    joined: dict[tuple, tuple[int, ...]] = {}
+    for block, key, depth in zip(blocks, keys, depths):
+        own_layer = kernels[block[0]].opcode == "conv" or key[0] in ("recurrent", "plan")
+        new_key = key if own_layer else (("depth", depth), *key[1:])
+        joined[new_key] = joined.get(new_key, ()) + block
+    return list(joined.values()), list(joined)
+
+
 def firing_schedule(
     kernels: Sequence[Kernel],
     params: Sequence[dict[str, np.ndarray]],
@@ -166,8 +219,15 @@ def firing_schedule(
     for index, (kernel, kernel_params) in enumerate(zip(kernels, params)):
         if index not in planned:
             members.setdefault(_group_key(kernel, kernel_params), []).append(index)
-    firing = _merge_blocks([tuple(m) for m in members.values()], list(members), kernels)
-    firing += [FiringGroup(tuple(group)) for group in joined]
+    plans = [("plan", number) for number in range(len(joined))]
+    blocks, keys = _across_layers(
+        [tuple(m) for m in members.values()] + [tuple(group) for group in joined],
+        list(members) + plans,
+        kernels,
+    )
+    kernel_blocks = [(b, k) for b, k in zip(blocks, keys) if k[0] != "plan"]
+    firing = _merge_blocks([b for b, _ in kernel_blocks], [k for _, k in kernel_blocks], kernels)
+    firing += [FiringGroup(b) for b, k in zip(blocks, keys) if k[0] == "plan"]
     groups = [group.members for group in firing]
     units = [(group.units, group.sharing) for group in firing]
     group_of = {index: g for g, group in enumerate(groups) for index in group}

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.kernels import reshape_sources
 from backend.program import Box
 from ir.graph import Node
 from ir.registry import get_op
@@ -369,15 +370,18 @@ def _transpose_rule(layer: Layer, out_box: Box) -> SliceSpec:
 
 
 def _reshape_rule(layer: Layer, out_box: Box) -> SliceSpec:
-    """Input bounding box of the elements the output box holds (row-major order is kept)."""
-    in_shape = layer.in_shape(0)
-    grids = np.meshgrid(
-        *[np.arange(a, b) for a, b in zip(out_box.start, out_box.stop)], indexing="ij"
+    """Input bounding box of the elements the output box holds (row-major order is kept; a
+    permute's elements found through its view and perm): the `reshape` kernel."""
+    attrs: dict[str, Any] = {
+        "in_shape": tuple(layer.in_shape(0)),
+        "out_shape": tuple(layer.out_shape),
+    }
+    if layer.op == "permute":
+        attrs.update(view=tuple(layer.attrs["view"]), perm=tuple(layer.attrs["perm"]))
+    coords = reshape_sources(
+        out_box, attrs["in_shape"], attrs["out_shape"], attrs.get("view"), attrs.get("perm")
     )
-    flat = np.ravel_multi_index([g.reshape(-1) for g in grids], layer.out_shape)
-    coords = np.unravel_index(flat, in_shape)
     in_box = Box(tuple(int(c.min()) for c in coords), tuple(int(c.max()) + 1 for c in coords))
-    attrs = {"in_shape": tuple(in_shape), "out_shape": tuple(layer.out_shape)}
     return SliceSpec("reshape", attrs, out_box, [(0, in_box)])
 
 
@@ -448,6 +452,7 @@ _RULES = {
     "global_pool": _global_pool_rule,
     "transpose": _transpose_rule,
     "reshape": _reshape_rule,
+    "permute": _reshape_rule,
     "concat": _concat_rule,
     "slice": _slice_rule,
     "softmax": _local_rule,

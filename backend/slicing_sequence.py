@@ -13,7 +13,8 @@ takes `indices - start`), every row otherwise. A constant table (an embedding) i
 cropped to the box; constant indices are a parameter too.
 
 layer_norm: the box spans the normalised axes (axis..), so a slice is computed alone; scale and
-bias are whole parameters.
+bias are whole parameters. add_layer_norm is the `layer_norm` kernel with a second port, the
+residual, of the same box.
 
 reduce (a sequence model's mean over positions): a slice cuts the kept axes and reads every
 element of the reduced ones: the input box is the output box on the kept axes and the whole
@@ -114,14 +115,17 @@ def layer_norm_split_axes(layer: Layer) -> list[tuple[int, int]]:
 
 
 def layer_norm_rule(layer: Layer, out_box: Box) -> SliceSpec:
-    """layer_norm of the box alone; scale and bias whole."""
+    """layer_norm of the box alone (of the sum of x and the residual for add_layer_norm);
+    scale and bias whole."""
+    ports = 2 if layer.op == "add_layer_norm" else 1
     params = [
-        (("scale", "bias")[i - 1], np.asarray(v.constant_data))
+        (("scale", "bias")[i - ports], np.asarray(v.constant_data))
         for i, v in enumerate(layer.node.inputs)
-        if i > 0
+        if i >= ports
     ]
     attrs = {"axis": int(layer.attrs["axis"]), "epsilon": float(layer.attrs["epsilon"])}
-    return SliceSpec("layer_norm", attrs, out_box, [(0, out_box)], params)
+    inputs = [(port, out_box) for port in range(ports)]
+    return SliceSpec("layer_norm", attrs, out_box, inputs, params)
 
 
 def _kept_axes(layer: Layer) -> list[int | None]:
@@ -174,10 +178,12 @@ RULES = {
     "matmul": matmul_rule,
     "gather": gather_rule,
     "layer_norm": layer_norm_rule,
+    "add_layer_norm": layer_norm_rule,
     "reduce": reduce_rule,
 }
 SPLIT_AXES = {
     "matmul": matmul_split_axes,
     "layer_norm": layer_norm_split_axes,
+    "add_layer_norm": layer_norm_split_axes,
     "reduce": reduce_split_axes,
 }

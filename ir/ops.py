@@ -382,6 +382,31 @@ register(
 )
 
 
+def _permute_verify(types: Types, attrs: Attrs) -> str | None:
+    view, perm, shape = attrs["view"], attrs["perm"], attrs["shape"]
+    if math.prod(view) != types[0].size or math.prod(shape) != types[0].size:
+        return f"cannot view {types[0].shape} as {view} or as {shape}"
+    if sorted(perm) != list(range(len(view))):
+        return f"perm {perm} is not a permutation of rank {len(view)}"
+    return None
+
+
+register(
+    OpDef(
+        "permute",
+        "row-major reshape to `view`, axis permutation `perm`, row-major reshape to `shape`",
+        (1, 1),
+        {
+            "view": AttrSpec("ints", required=True),
+            "perm": AttrSpec("ints", required=True),
+            "shape": AttrSpec("ints", required=True),
+        },
+        lambda types, attrs: [types[0].with_shape(attrs["shape"])],
+        _permute_verify,
+    )
+)
+
+
 def _transpose_verify(types: Types, attrs: Attrs) -> str | None:
     if sorted(attrs["perm"]) != list(range(types[0].rank)):
         return f"perm {attrs['perm']} is not a permutation of rank {types[0].rank}"

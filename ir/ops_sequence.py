@@ -1,7 +1,9 @@
 """IR ops of sequence models: layer normalisation, where and element-wise comparisons.
 
 layer_norm (ONNX LayerNormalization) normalises over the trailing axes `axis`..rank-1 with
-operands x, scale and an optional bias that broadcast against those axes. `where` selects
+operands x, scale and an optional bias that broadcast against those axes. add_layer_norm is
+layer_norm(x + residual) with operands x, residual (x's shape and dtype), scale and bias?: a
+residual connection and the normalisation after it, as one node. `where` selects
 between two operands by a bool condition; `equal` and `less` compare two operands (numpy
 broadcasting) and give bool.
 """
@@ -45,6 +47,24 @@ register(
         {"axis": AttrSpec("int", required=True), "epsilon": AttrSpec("float", 1e-5)},
         lambda types, attrs: [types[0].with_shape(types[0].shape)],
         _layer_norm_verify,
+    )
+)
+
+
+def _add_layer_norm_verify(types: Types, attrs: Attrs) -> str | None:
+    if types[1] != types[0]:
+        return f"residual {types[1]} differs from x {types[0]}"
+    return _layer_norm_verify([types[0], *types[2:]], attrs)
+
+
+register(
+    OpDef(
+        "add_layer_norm",
+        "layer_norm(x + residual) over axes axis..rank-1 (a residual add, then layer_norm)",
+        (3, 4),
+        {"axis": AttrSpec("int", required=True), "epsilon": AttrSpec("float", 1e-5)},
+        lambda types, attrs: [types[0].with_shape(types[0].shape)],
+        _add_layer_norm_verify,
     )
 )
 

@@ -17,8 +17,10 @@
 
 A reshape that keeps the last axis only regroups the rows that dense maps one by one, so it
 commutes with dense; moved to the other side it folds into the other reshape.
-The first node of a folded pair must have no other use and not be a graph output. Each fold
-removes one kernel (one PE's work and its packets) and changes no value.
+The first node of a folded pair must have no other use and not be a graph output, except for
+a reshape before dense layers that keeps the last axis: each dense layer then reads its operand
+(the three projections of a split attention layer share one). Each fold removes one kernel
+(one PE's work and its packets) and changes no value.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import ClassVar
 
 from ir.graph import Graph, Node
 from passes.base import Pass
-from passes.rewrite import replace_value, single_use
+from passes.rewrite import is_graph_output, replace_value, single_use
 
 
 def _moves_only_unit_axes(node: Node) -> bool:
@@ -70,14 +72,15 @@ def _fold_around_dense(graph: Graph, dense: Node) -> bool:
     after = single_use(graph, dense.outputs[0])
     if before is None or before.op != "reshape" or after is None or after.op != "reshape":
         return False
-    if single_use(graph, dense.inputs[0]) is not dense:
-        return False
     features = dense.outputs[0].type.shape[-1]
-    if _keeps_last_axis(before):
+    if _keeps_last_axis(before):  # other readers of the reshape keep it
         graph.set_input(dense, 0, before.inputs[0])
-        graph.remove_node(before)
+        if not before.outputs[0].uses and not is_graph_output(graph, before.outputs[0]):
+            graph.remove_node(before)
         _set_shape(dense, (*before.inputs[0].type.shape[:-1], features))
         return True
+    if single_use(graph, dense.inputs[0]) is not dense:
+        return False
     if _keeps_last_axis(after):
         _set_shape(before, (*after.outputs[0].type.shape[:-1], before.outputs[0].type.shape[-1]))
         _set_shape(dense, tuple(after.outputs[0].type.shape))

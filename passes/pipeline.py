@@ -10,8 +10,11 @@ from passes.dead_code import DeadCode
 from passes.fold_batchnorm import DecomposeBatchNorm, FoldBatchNorm
 from passes.fold_bias import FoldBias
 from passes.fold_movement import FoldMovement
+from passes.fold_projection import FoldProjection
 from passes.fuse_activation import FuseActivation
 from passes.fuse_layer_norm import FuseLayerNorm
+from passes.fuse_permute import FusePermute
+from passes.fuse_residual import FuseResidual
 from passes.lower_split import LowerSplit
 from passes.quantise import Quantise
 from passes.remove_identity import RemoveIdentity
@@ -21,13 +24,16 @@ CLAMPS = frozenset({"relu", "clip"})
 
 
 def canonicalisation(mode: str = "float") -> list[Pass]:
-    """Folding, identity removal, movement chains, layer-norm and BatchNorm folding, dense bias
-    folding (float only: in int8 the add's requantisation is part of the QDQ semantics), fusion,
-    dead code, split lowering."""
+    """Folding, identity removal, dense bias folding and the split and scaling of packed
+    attention projections (float only: in int8 the add's and the mul's requantisation are part
+    of the QDQ semantics), movement chains, layer-norm and BatchNorm folding, fusion, dead code,
+    transposes fused with their reshapes and residual adds with the layer norms after them (float
+    only), split lowering."""
     return [
         ConstantFold(),
         RemoveIdentity(),
-        *([FoldBias()] if mode == "float" else []),  # first: a dense layer's reshapes then fold
+        *([FoldBias(), FoldProjection()] if mode == "float" else []),  # first: the reshapes
+        # around a dense layer then fold
         FoldMovement(),
         FuseLayerNorm(),
         FoldBatchNorm(),
@@ -35,6 +41,7 @@ def canonicalisation(mode: str = "float") -> list[Pass]:
         ConstantFold(),
         FuseActivation() if mode == "float" else FuseActivation(functions=CLAMPS),
         DeadCode(),
+        *([FusePermute(), FuseResidual()] if mode == "float" else []),
         LowerSplit(),
     ]
 

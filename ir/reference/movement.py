@@ -1,6 +1,6 @@
-"""Data movement: reshape, transpose, concat, split, slice, pad, gather, expand, tile, identity,
-dropout and cast. Every op keeps its operand's dtype (cast excepted) and returns fresh arrays that
-never share memory with the operands.
+"""Data movement: reshape, transpose, permute, concat, split, slice, pad, gather, expand, tile,
+identity, dropout and cast. Every op keeps its operand's dtype (cast excepted) and returns fresh
+arrays that never share memory with the operands.
 
 slice: attributes are clamped per axis by the frontend: for step > 0, 0 <= start, stop <= dim;
 for step < 0, 0 <= start <= dim - 1 and -1 <= stop <= dim - 1, where stop = -1 means "past index
@@ -10,6 +10,8 @@ pad: pads = (begin..., end...) per axis; negative values crop that side first, t
 positive amounts are filled: constant (`value`), reflect (mirror without repeating the edge, as
 numpy "reflect") or edge (repeat the edge value).
 
+permute: y = reshape(transpose(reshape(x, view), perm), shape), one node for a chain that
+exporters write as several (attention's head split and merge).
 gather: y = take(data, indices, axis), negative indices counting from the end (i + dim).
 expand: numpy broadcast of x to `shape`. tile: x repeated `repeats[i]` times along axis i.
 cast: conversion to `to`; float to integer truncates toward zero (C semantics, as onnxruntime).
@@ -32,6 +34,12 @@ def reshape(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
 def transpose(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """y = x with axes permuted: y.shape[i] = x.shape[perm[i]]."""
     return [inputs[0].transpose(attrs["perm"]).copy()]
+
+
+def permute(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """x viewed as `view`, its axes permuted by `perm`, the result viewed as `shape`."""
+    moved = inputs[0].reshape(attrs["view"]).transpose(attrs["perm"])
+    return [moved.reshape(attrs["shape"]).copy()]
 
 
 def concat(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -103,6 +111,7 @@ def cast(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
 KERNELS = {
     "reshape": reshape,
     "transpose": transpose,
+    "permute": permute,
     "concat": concat,
     "split": split,
     "slice": slice_,

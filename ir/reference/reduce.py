@@ -11,6 +11,7 @@ input is returned unchanged); a full reduction has every axis spelled out by the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,7 @@ Reduction = Callable[[np.ndarray, tuple[int, ...], bool], np.ndarray]
 
 
 def _mean(x: np.ndarray, axes: tuple[int, ...], keep: bool) -> np.ndarray:
-    count = int(np.prod([x.shape[a] for a in axes]))
+    count = math.prod(x.shape[a] for a in axes)
     return np.sum(x, axis=axes, keepdims=keep, dtype=x.dtype) / x.dtype.type(count)
 
 

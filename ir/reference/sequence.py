@@ -5,6 +5,7 @@ layer_norm (ONNX LayerNormalization-17, stash_type float), over the axes A = axi
     y = (x - mean) / sqrt(var + epsilon) * scale + bias
 The statistics are summed in float64 and y is rounded once to float32 (onnxruntime accumulates
 in a wider type too), so a row's result does not depend on how the rows are batched or sliced.
+add_layer_norm: layer_norm of x + residual, the sum rounded to float32 first (as an Add node).
 where (ONNX Where): y = x where condition else other, numpy broadcasting.
 equal, less (ONNX Equal, Less): a == b, a < b, numpy broadcasting, bool results.
 """
@@ -28,10 +29,15 @@ def layer_norm(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
     centred -= np.add.reduce(centred, axis=axes, keepdims=True) / count  # the mean
     var = np.add.reduce(np.square(centred), axis=axes, keepdims=True) / count
     centred /= np.sqrt(var + float(attrs["epsilon"]))
-    centred *= inputs[1].astype(np.float64)
+    centred *= inputs[1].astype(np.float64, copy=False)
     if len(inputs) == 3:
-        centred += inputs[2].astype(np.float64)
+        centred += inputs[2].astype(np.float64, copy=False)
     return [centred.astype(x.dtype)]
+
+
+def add_layer_norm(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Layer normalisation of the sum of the first two operands."""
+    return layer_norm(attrs, [np.add(inputs[0], inputs[1]), *inputs[2:]])
 
 
 def where(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -50,4 +56,10 @@ def less(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.less(inputs[0], inputs[1])]
 
 
-KERNELS = {"layer_norm": layer_norm, "where": where, "equal": equal, "less": less}
+KERNELS = {
+    "layer_norm": layer_norm,
+    "add_layer_norm": add_layer_norm,
+    "where": where,
+    "equal": equal,
+    "less": less,
+}

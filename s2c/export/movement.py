@@ -1,5 +1,5 @@
 """Data movement: reshape, transpose, concat, split, slice, pad, gather, expand, tile, identity,
-dropout and cast, each as its ONNX namesake.
+dropout and cast, each as its ONNX namesake; permute as Reshape, Transpose, Reshape.
 
 Shape-like parameters (Reshape's shape, Slice's bounds, Pad's pads, Expand's shape, Tile's
 repeats, Split's sizes from opset 13) are int64 initializers. Slice: the IR's stop -1 for a
@@ -44,6 +44,14 @@ def emit_reshape(ctx: NodeContext) -> None:
 def emit_transpose(ctx: NodeContext) -> None:
     """transpose -> Transpose(perm)."""
     ctx.op("Transpose", [ctx.inputs[0]], ctx.outputs[0], perm=list(ctx.attr("perm")))
+
+
+@emitter("permute")
+def emit_permute(ctx: NodeContext) -> None:
+    """permute -> Reshape(view), Transpose(perm), Reshape(shape)."""
+    view = ctx.op("Reshape", [ctx.inputs[0], ctx.ints(ctx.attr("view"), "view")], tag="view")
+    moved = ctx.op("Transpose", [view], perm=list(ctx.attr("perm")))
+    ctx.op("Reshape", [moved, ctx.ints(ctx.attr("shape"), "shape")], ctx.outputs[0])
 
 
 @emitter("concat")

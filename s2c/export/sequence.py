@@ -1,6 +1,6 @@
 """Sequence-model ops: layer_norm -> LayerNormalization (opset 17; before it, the decomposed
 ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add that `passes.fuse_layer_norm` fuses
-back), where -> Where, equal -> Equal, less -> Less."""
+back), add_layer_norm -> Add then the same, where -> Where, equal -> Equal, less -> Less."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ def emit_layer_norm(ctx: NodeContext) -> None:
         axis=int(ctx.attr("axis")),
         epsilon=float(ctx.attr("epsilon")),
     )
+
+
+@emitter("add_layer_norm")
+def emit_add_layer_norm(ctx: NodeContext) -> None:
+    """add_layer_norm -> Add(x, residual), then layer_norm's nodes on the sum."""
+    total = ctx.op("Add", ctx.inputs[:2], tag="sum")
+    ctx.inputs = [total, *ctx.inputs[2:]]
+    emit_layer_norm(ctx)
 
 
 @emitter("where")

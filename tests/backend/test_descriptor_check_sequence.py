@@ -4,6 +4,8 @@ refused in one line naming PE, kernel, field, value and limit, as the other opco
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -57,6 +59,7 @@ CASES = [
     ("int8", "gather", _param("operand0", dtype="float32"), ["output dtype"]),
     ("float", "layer_norm", _attrs(axis=7), ["'axis'", "= 7"]),
     ("float", "layer_norm", _param("scale", shape=(3,)), ["'scale' shape", "(3,)"]),
+    ("float", "layer_norm", lambda k: replace(k, inputs=k.inputs * 3), ["port count", "1..2"]),
     ("float", "reduce", _attrs(axes=(2, 1)), ["'axes'", "increasing"]),
     ("float", "reduce", _attrs(kind="median"), ["'kind'", "median"]),
 ]

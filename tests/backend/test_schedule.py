@@ -88,3 +88,37 @@ def _assert_each_sample_matches_onnxruntime(model, interpreter, samples: np.ndar
     for sample, got in zip(samples, outputs["y"]):
         (expected,) = session.run(None, {"x": sample})
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_identical_kernels_of_different_layers_fire_together_at_one_depth_only() -> None:
+    """Two dense layers reading one input (depth 1) fire as one wider product; the transposes
+    after them (depth 2) fire together; the transpose after their sum (depth 4) fires alone."""
+    rng = np.random.default_rng(13)
+    weights = [rng.normal(0, 0.3, (16, 8)).astype(np.float32) for _ in range(2)]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("MatMul", ["r", "w0"], ["a"]),
+        helper.make_node("MatMul", ["r", "w1"], ["b"]),
+        helper.make_node("Transpose", ["a"], ["ta"], perm=[0, 2, 1]),
+        helper.make_node("Transpose", ["b"], ["tb"], perm=[0, 2, 1]),
+        helper.make_node("Add", ["ta", "tb"], ["s"]),
+        helper.make_node("Transpose", ["s"], ["y"], perm=[0, 2, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "branches",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])],
+        [numpy_helper.from_array(w, f"w{i}") for i, w in enumerate(weights)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = CompileOptions(mode="float", placer="greedy")
+    result = compile_model(model, options, emit=lambda _: 0)
+    interpreter = Interpreter(decode_image(encode_image(result.program)))
+    kernels = [kernel for _, kernel in interpreter.kernels]
+    layers = [{kernels[m].layer for m in group.members} for group in interpreter.schedule]
+    assert [len(names) for names in layers] == [1, 2, 2, 1, 1]
+    assert interpreter.schedule[1].shared
+
+    x = rng.normal(0, 1, (1, 4, 16)).astype(np.float32)
+    _assert_each_sample_matches_onnxruntime(model, interpreter, np.stack([x, -x]))

@@ -220,6 +220,13 @@ def _cases() -> dict[str, Case]:
             [x4 * 3 + 2, Const(normal(7, 8, seed=2)), Const(normal(8, seed=3))],
             SUM_TOL,
         ),
+        "add_layer_norm": Case(
+            "add_layer_norm",
+            {"axis": 3, "epsilon": 1e-5},
+            [x4 * 3 + 2, normal(1, 3, 7, 8, seed=4), Const(normal(8, seed=3))],
+            SUM_TOL,
+            single_node=False,
+        ),
         "where": Case(
             "where", {}, [Const(normal(7, 8) > 0), x4, Const(normal(1, 1, 1, 8, seed=2))]
         ),
@@ -227,6 +234,12 @@ def _cases() -> dict[str, Case]:
         "less": Case("less", {}, [x4, normal(1, 3, 7, 8, seed=5)]),
         "reshape": Case("reshape", {"shape": (1, 21, 8)}, [x4]),
         "transpose": Case("transpose", {"perm": (0, 2, 3, 1)}, [x4]),
+        "permute": Case(
+            "permute",
+            {"view": (3, 7, 2, 4), "perm": (2, 0, 3, 1), "shape": (6, 28)},
+            [x4],
+            single_node=False,
+        ),
         "concat": Case(
             "concat", {"axis": 1}, [x4, normal(1, 2, 7, 8, seed=2), Const(normal(1, 1, 7, 8))]
         ),

@@ -30,8 +30,10 @@ filling would copy the same values).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -127,10 +129,24 @@ class RunStats:
 
 
 @functools.cache
-def blas_controller() -> ThreadpoolController:
-    """One controller of the process's thread pools: finding the BLAS libraries scans the
-    loaded shared objects (milliseconds), which a run should not pay each time."""
-    return ThreadpoolController()
+def blas_libraries() -> list:
+    """The process's BLAS libraries (threadpoolctl): finding them scans the loaded shared
+    objects (milliseconds), which a run should not pay each time."""
+    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+@contextlib.contextmanager
+def blas_threads(threads: int) -> Iterator[None]:
+    """BLAS on `threads` threads inside the block, as before after it. Sets only what differs
+    (threadpoolctl's own `limit` takes some 20 us, a fiftieth of a small model's run)."""
+    changed = [(lib, lib.num_threads) for lib in blas_libraries() if lib.num_threads != threads]
+    for lib, _ in changed:
+        lib.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        for lib, previous in changed:
+            lib.set_num_threads(previous)
 
 
 def _sram_blocks(program: Program, machine: Machine) -> dict[PECoord, list[tuple[int, bytes]]]:
@@ -234,7 +250,7 @@ class Interpreter:
         output_keys = {key for io in program.outputs for key, _ in io.keys}
         heads = head_kernels(kernels, output_keys)
         for index, prepared in enumerate(self.prepared):
-            if index not in heads and prepared.kernel.opcode == "conv":
+            if index not in heads and prepared.kernel.opcode in ("conv", "dense"):
                 prepared.accumulate = HIDDEN_ACCUMULATE
         self.macs = [mac_count(k) for _, k in self.kernels]
         self.deliveries = self._deliver()
@@ -284,6 +300,20 @@ class Interpreter:
             [(key, box.relative_to(Box.full(io.shape))) for box, (key, _) in zip(io.boxes, io.keys)]
             for io in self.program.outputs
         ]
+        self.input_plans = [
+            [
+                (key, (slice(None), *box.relative_to(Box.full(io.shape))))
+                for box, (key, _) in zip(io.boxes, io.keys)
+            ]
+            for io in self.program.inputs
+        ]
+        self.singles = {
+            group.members[0]: _Single(self, group.members[0])
+            for group in self.schedule
+            if len(group.members) == 1
+            and group.members[0] not in self.plans
+            and self.kernels[group.members[0]][1].opcode not in RECURRENT_OPCODES
+        }
 
     # -- loading ------------------------------------------------------------------------------
     def _senders(self) -> list[tuple[int, int, PECoord | None, int]]:
@@ -357,7 +387,7 @@ class Interpreter:
         """
         if self.program.mode == "snn":
             return self.run_spiking(inputs)
-        with blas_controller().limit(limits=self.threads, user_api="blas"):
+        with blas_threads(self.threads):
             return self._run(inputs, activity)
 
     def run_spiking(
@@ -366,7 +396,7 @@ class Interpreter:
         """Run an snn image for its T timesteps (`backend.snn_interpreter`)."""
         samples = next(iter(inputs.values())).shape[0] if inputs else 1
         run = SpikingRun(self, samples)
-        with blas_controller().limit(limits=1, user_api="blas"):
+        with blas_threads(1):
             outputs = run.run(inputs)
         return outputs, run.stats
 
@@ -375,20 +405,23 @@ class Interpreter:
     ) -> tuple[dict[str, np.ndarray], RunStats]:
         payloads: dict[int, np.ndarray] = {}
         samples = 1
-        for io in self.program.inputs:
+        for io, parts in zip(self.program.inputs, self.input_plans):
             data = inputs[io.name]
             samples = data.shape[0]
             if io.quant is not None:  # the host quantises, as ONNX QuantizeLinear
                 data = quantise(data, *io.quant)
-            for box, (key, _) in zip(io.boxes, io.keys):
-                payloads[key] = np.ascontiguousarray(
-                    data[(slice(None), *box.relative_to(Box.full(io.shape)))], dtype=io.dtype
-                )
+            for key, index in parts:
+                payloads[key] = np.ascontiguousarray(data[index], dtype=io.dtype)
         counter = SparsityCounter(self.sparsity_plan) if activity or self.events else None
         origins: dict[int, tuple[np.ndarray, int]] = {}  # key -> (producer's result, block)
         results: list = [None] * len(self.plans)  # each layer plan's result
+        singles = self.singles if counter is None else {}
         for group in self.schedule:
-            self._fire(group, payloads, samples, counter, origins, results)
+            single = singles.get(group.members[0])
+            if single is not None:
+                single.fire(payloads, samples)
+            else:
+                self._fire(group, payloads, samples, counter, origins, results)
         outputs = {
             io.name: _assemble(io, plan, payloads, samples)
             for io, plan in zip(self.program.outputs, self.output_plans)
@@ -561,6 +594,38 @@ class Interpreter:
         delivery = self.deliveries[key]
         stats.packets += delivery.packets
         stats.link_hops += delivery.packets * delivery.hops
+
+
+class _Single:
+    """A group of one kernel, fired without the group machinery: its ports' buffers are the
+    senders' payloads where one sender's whole box is the port's box, else filled."""
+
+    def __init__(self, interpreter: Interpreter, index: int) -> None:
+        self.prepared = interpreter.prepared[index]
+        self.params = interpreter.params[index]
+        kernel = interpreter.kernels[index][1]
+        self.ports = [
+            (plan.whole_from if _whole_box(port, plan) else None, plan)
+            for port, plan in zip(kernel.inputs, interpreter.fills[index])
+        ]
+        self.key = kernel.output.key
+        self.dtype = np.dtype(kernel.output.dtype)
+
+    def fire(self, payloads: dict[int, np.ndarray], samples: int) -> None:
+        inputs = [
+            payloads[key] if key is not None else _fill(plan, payloads, samples)
+            for key, plan in self.ports
+        ]
+        result = self.prepared(inputs, self.params)
+        payloads[self.key] = result if result.dtype == self.dtype else result.astype(self.dtype)
+
+
+def _whole_box(port, plan: FillPlan) -> bool:
+    """Whether the port's one sender sends exactly the port's box (its payload is the buffer)."""
+    if plan.whole_from is None:
+        return False
+    source = next(s for s in port.sources if s.key == plan.whole_from)
+    return source.box.shape == plan.shape and np.dtype(port.dtype) == np.dtype(plan.dtype)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from backend.program import Box, Kernel
 from ir.errors import InternalError
 from ir.reference import KERNELS as REFERENCE_KERNELS
 from ir.reference import apply_activation, evaluate
+from ir.reference.normalise import softmax as softmax_reference
 from ir.registry import OPS, get_op
 
 Arrays = Sequence[np.ndarray]
@@ -211,12 +212,13 @@ def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
 
 
 def _dense_float(attrs: dict, x: np.ndarray, weight: np.ndarray, bias: list) -> np.ndarray:
-    """x[..., K] @ weight[K, N] (+ bias[N]) and the fused activation, in float64 rounded once."""
+    """x[..., K] @ weight[K, N] (+ bias[N]) and the fused activation, in the weight's type
+    (float64 or float32), rounded once to float32."""
     y = np.matmul(x.reshape(-1, x.shape[-1]), weight)
     if bias:
         y += bias[0]
     y = _activate(attrs, y)
-    return y.astype(np.float32).reshape(*x.shape[:-1], weight.shape[1])
+    return y.astype(np.float32, copy=False).reshape(*x.shape[:-1], weight.shape[1])
 
 
 def _activate(attrs: dict, y: np.ndarray) -> np.ndarray:
@@ -480,7 +482,8 @@ def _lookup(kernel: PreparedKernel, inputs: list, params: dict, samples: int) ->
 
 
 def _softmax(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
-    return kernel.reference("softmax", kernel.sample_attrs("axis"), [inputs[0]])
+    """`ir.reference` softmax, called directly: its attributes were completed at load."""
+    return softmax_reference(kernel.sample_attrs("axis"), [inputs[0]])[0]
 
 
 def _whole(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:

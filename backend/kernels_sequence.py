@@ -21,6 +21,7 @@ import numpy as np
 
 from backend import kernels_int8 as int8
 from ir.errors import InputError
+from ir.reference.sequence import layer_norm as layer_norm_reference
 
 if TYPE_CHECKING:
     from backend.kernels import PreparedKernel
@@ -122,7 +123,9 @@ def layer_norm(kernel: PreparedKernel, inputs: list, params: dict, samples: int)
     names = ("scale", "bias") if "bias" in kernel.cache else ("scale",)
     x = inputs[0] if len(inputs) == 1 else np.add(inputs[0], inputs[1])
     operands = [x, *(kernel.cache[name] for name in names)]
-    return kernel.reference("layer_norm", kernel.sample_attrs("axis"), operands)
+    # the reference kernel itself: attributes were completed at load (`evaluate` would
+    # complete them again on every firing of a fused add_layer_norm)
+    return layer_norm_reference(kernel.sample_attrs("axis"), operands)[0]
 
 
 def reduce(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:

@@ -26,7 +26,7 @@ from ir.registry import OPS, get_op
 
 Arrays = Sequence[np.ndarray]
 # Float conv and dense products sum in float64 and round once to float32, so equal sums give
-# equal bits whatever the slicing, batching or BLAS blocking; the interpreter sets a hidden conv
+# equal bits whatever the slicing, batching or BLAS blocking; the interpreter sets a hidden
 # layer's (not the head's, `backend.layer_plans.head_kernels`) to float32, as the PE's
 # single-precision FPU computes (BLAS blocking changes the last bits; see docs/numerics.md).
 ACCUMULATE = np.float64

@@ -306,7 +306,7 @@ def head_kernels(kernels: list[Kernel], output_keys: set[int]) -> set[int]:
     """The conv and dense kernels whose outputs reach a graph output without passing through
     another conv or dense layer: the network's head (logits), whose products sum in float64 and
     round once, so that equal sums give equal logits bit for bit (classes compared by argmax or
-    softmax never depend on BLAS blocking). Other conv layers' products are float32."""
+    softmax never depend on BLAS blocking). Other conv and dense layers' products are float32."""
     producer = {kernel.output.key: index for index, kernel in enumerate(kernels)}
     stack = [producer[key] for key in output_keys if key in producer]
     seen: set[int] = set()

@@ -40,6 +40,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from backend.activity import SparsityCounter, SparsityPlan, SparsityStats
+from backend.allocation import keep_freed_blocks
 from backend.descriptor_check import check_descriptors
 from backend.gc_pause import gc_paused
 from backend.hardware import Machine
@@ -223,6 +224,7 @@ class Interpreter:
         (`backend.layer_plans`); without, every kernel fires in its firing group."""
         self.threads = threads or 1
         self.layer_plans = layer_plans
+        keep_freed_blocks()  # each run reuses the last run's large buffers (backend.allocation)
         with gc_paused():  # loading builds some 10^6 small objects and no reference cycles
             self._load(program)
 

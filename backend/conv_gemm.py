@@ -8,8 +8,8 @@ buffers at once instead of B small ones:
     y[u, g, m, b o]      = sum_{c k} weight[u, g M/g + m, c, k] * cols[u, g, c k, b o]
 
 for groups g of C/g input and M/g output channels; y is returned as float32 [U B, M, *out].
-The columns and the products are in the weight's type (the interpreter's float64 accumulation,
-`backend.kernels.ACCUMULATE`), so an output does not depend on which buffers share its product.
+The columns and the products are in the weight's type: float32 for a hidden layer, float64 for
+the network's head (`backend.kernels.PreparedKernel.accumulate`, docs/numerics.md).
 """
 
 from __future__ import annotations

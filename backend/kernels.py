@@ -199,8 +199,8 @@ def _dense(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
     """y = x @ W + b; event-based: y = x[arrived] @ W[arrived rows] + b (an input that did not
     arrive is the zero of its port and adds nothing, so both give the same result).
 
-    Float: `ir.reference.conv.dense` on x, W and b in float64 (the samples and rows of x as one
-    [M, K] product; numpy widens x exactly), then the fused activation, rounded once."""
+    Float: `ir.reference.conv.dense` on x, W and b in the kernel's accumulation type (the
+    samples and rows of x as one [M, K] product), then the fused activation, rounded once."""
     x = inputs[0]
     rows = arrived_rows(kernel, x)
     if kernel.quantised:

@@ -54,8 +54,8 @@ VOCABULARY, LENGTH, WIDTH, HEADS, FEED_FORWARD, LAYERS, CLASSES = 100, 16, 64, 4
 SEED = 0
 INPUT_SEED, CALIB_SEED, EVAL_SEED = 1, 2, 3
 STEPS, BATCH, LEARNING_RATE = 600, 64, 3e-3
-# Float mode sums in float64 and rounds once; onnxruntime sums in float32 with its own order and
-# exp: logits of order 1 after 2 layers differ by about 1e-6, so 1e-4 / 1e-5 (the issue's
+# Float mode and onnxruntime sum in float32, each in its own order, with their own exp: logits
+# of order 1 after 2 layers differ by about 1e-6, so 1e-4 / 1e-5 (the issue's
 # figure) leaves a wide margin while a wrong mask, axis or transpose shows up above 1e-2.
 RTOL, ATOL = 1e-4, 1e-5
 

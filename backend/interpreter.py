@@ -490,9 +490,9 @@ class Interpreter:
         group: FiringGroup,
         payloads: dict[int, np.ndarray],
         samples: int,
-        counter: SparsityCounter | None = None,
-        origins: dict[int, tuple[np.ndarray, int]] | None = None,
-        results: list | None = None,
+        counter: SparsityCounter | None,
+        origins: dict[int, tuple[np.ndarray, int]] | None,
+        results: list,
     ):
         """Fire a group at once: a layer plan over its region (`backend.layer_plans`), or its
         members' buffers stacked along the samples axis (a shared group fills only the first
@@ -501,9 +501,7 @@ class Interpreter:
         first = members[0]
         plan = self.plans.get(first)
         if plan is not None:
-            result = plan.fire(
-                payloads, [None] * len(self.plans) if results is None else results, samples
-            )
+            result = plan.fire(payloads, results, samples)
             counts = self.group_counts[first]
             if counter is not None and counts is not None:
                 counter.fired_dense(first, counts, result, samples)
@@ -606,10 +604,7 @@ class _Single:
         self.prepared = interpreter.prepared[index]
         self.params = interpreter.params[index]
         kernel = interpreter.kernels[index][1]
-        self.ports = [
-            (plan.whole_from if _whole_box(port, plan) else None, plan)
-            for port, plan in zip(kernel.inputs, interpreter.fills[index])
-        ]
+        self.ports = [(plan.whole_from, plan) for plan in interpreter.fills[index]]
         self.key = kernel.output.key
         self.dtype = np.dtype(kernel.output.dtype)
 
@@ -622,14 +617,6 @@ class _Single:
         payloads[self.key] = result if result.dtype == self.dtype else result.astype(self.dtype)
 
 
-def _whole_box(port, plan: FillPlan) -> bool:
-    """Whether the port's one sender sends exactly the port's box (its payload is the buffer)."""
-    if plan.whole_from is None:
-        return False
-    source = next(s for s in port.sources if s.key == plan.whole_from)
-    return source.box.shape == plan.shape and np.dtype(port.dtype) == np.dtype(plan.dtype)
-
-
 @dataclass(frozen=True)
 class FillPlan:
     """How an input port's buffer is filled: (sender key, where in the buffer, which part)."""
@@ -637,7 +624,7 @@ class FillPlan:
     shape: tuple[int, ...]
     dtype: str
     copies: tuple[tuple[int, tuple[slice, ...], tuple[slice, ...]], ...]
-    # the key of the one sender whose part covers the whole box, else None
+    # the key of the one sender whose box is the port's box (its payload is the buffer), else None
     whole_from: int | None = None
 
 
@@ -647,15 +634,14 @@ def _extent(index: slice) -> int:
 
 def _fill_plan(port) -> FillPlan:
     copies = []
+    whole_from = None
     for source in port.sources:
         overlap = _overlap(port.box, source.box)
         if overlap is not None:
             copies.append((source.key, *overlap))
-    whole_from = None
-    if len(copies) == 1:
-        key, target, _ = copies[0]
-        if all(t == slice(0, n) for t, n in zip(target, port.box.shape)):
-            whole_from = key
+        if source.box == port.box:
+            whole_from = source.key
+    whole_from = whole_from if len(copies) == 1 else None
     return FillPlan(port.box.shape, port.dtype, tuple(copies), whole_from)
 
 
@@ -693,9 +679,7 @@ def _stacked_view(
 def _fill(plan: FillPlan, payloads: dict[int, np.ndarray], samples: int) -> np.ndarray:
     """The port's buffer: each sender's payload part written where it belongs."""
     if plan.whole_from is not None:
-        payload = payloads[plan.whole_from]
-        if payload.shape[1:] == plan.shape:
-            return payload
+        return payloads[plan.whole_from]
     buffer = np.empty((samples, *plan.shape), dtype=plan.dtype)
     _fill_into(plan, payloads, buffer)
     return buffer

@@ -64,23 +64,26 @@ def gather_for(box: Box, senders: dict[int, Box], partial: bool = False) -> Gath
     """The gather of `box` from `senders` (key -> box), or None when they do not cover it
     (unless `partial`: then what they do not cover is zero)."""
     copies = []
-    filled = np.zeros(box.shape, dtype=bool)
     for key, sender in sorted(senders.items()):
         common = box.intersect(sender)
-        if common is None:
-            continue
-        copies.append((key, common.relative_to(box), common.relative_to(sender)))
-        filled[common.relative_to(box)] = True
-    complete = bool(filled.all())
-    if not copies or not (complete or partial):
+        if common is not None:
+            copies.append((key, common.relative_to(box), common.relative_to(sender)))
+    if not copies:
+        return None
+    complete = bool(_filled(box, copies).all())
+    if not (complete or partial):
         return None
     return Gather(box, tuple(copies), tuple(key for key, _, _ in copies), complete)
 
 
 def filled_mask(gather: Gather) -> np.ndarray:
     """Which elements of the gather's box some sender fills."""
-    filled = np.zeros(gather.box.shape, dtype=bool)
-    for _, target, _ in gather.copies:
+    return _filled(gather.box, gather.copies)
+
+
+def _filled(box: Box, copies) -> np.ndarray:
+    filled = np.zeros(box.shape, dtype=bool)
+    for _, target, _ in copies:
         filled[target] = True
     return filled
 
@@ -423,18 +426,9 @@ def _conv_plan(members: list[Member], head: bool) -> ConvPlan | None:
             *((region.stop[2 + i] - 1) * strides[i] - begin[i] + extents[i] for i in range(rank)),
         ),
     )
-    bound = _bounding([m.kernel.inputs[0].box for m in members]).intersect(padded)
-    senders = _senders([m.kernel.inputs[0] for m in members])
-    if bound is None or senders is None:
-        return None
-    gather = gather_for(bound, senders, partial=True)
-    if gather is None:
-        return None
-    filled = filled_mask(gather)
-    if not all(
-        _reads_only_own_data(m, gather.box, filled, begin, strides, extents)
-        and _inside_local_padding(m, begin, strides, extents)
-        for m in members
+    gather = _window_gather(members, padded, begin, strides, extents)
+    if gather is None or not all(
+        _inside_local_padding(m, begin, strides, extents) for m in members
     ):
         return None
     weight = _joined(members, "weight", 1, 0, region)
@@ -493,6 +487,29 @@ def _window_span(member: Member, begin, strides, extents) -> tuple[list[int], li
     return start, stop
 
 
+def _window_gather(
+    members: list[Member], padded: Box | None, begin, strides, extents
+) -> Gather | None:
+    """The gather of the members' inputs over the bounding box of their input boxes (within
+    `padded`, a conv's zero-padded input, where what the senders do not cover is zero; a pool's
+    must be covered), when every member's windows read only their own data in it."""
+    bound: Box | None = _bounding([m.kernel.inputs[0].box for m in members])
+    if padded is not None and bound is not None:
+        bound = bound.intersect(padded)
+    senders = _senders([m.kernel.inputs[0] for m in members])
+    if bound is None or senders is None:
+        return None
+    gather = gather_for(bound, senders, partial=padded is not None)
+    if gather is None:
+        return None
+    filled = filled_mask(gather)
+    if not all(
+        _reads_only_own_data(m, gather.box, filled, begin, strides, extents) for m in members
+    ):
+        return None
+    return gather
+
+
 def _reads_only_own_data(
     member: Member, data: Box, filled: np.ndarray, begin, strides, extents
 ) -> bool:
@@ -536,17 +553,11 @@ def _pool_plan(members: list[Member]) -> PoolPlan | None:
     inputs_start = {
         tuple(m.kernel.attrs["input_start"]) == m.kernel.inputs[0].box.start[2:] for m in members
     }
-    senders = _senders([m.kernel.inputs[0] for m in members])
-    if region is None or len(implied) != 1 or inputs_start != {True} or senders is None:
+    if region is None or len(implied) != 1 or inputs_start != {True}:
         return None
     begin = implied.pop()
-    gather = gather_for(_bounding([m.kernel.inputs[0].box for m in members]), senders)
+    gather = _window_gather(members, None, begin, strides, extents)
     if gather is None:
-        return None
-    filled = filled_mask(gather)
-    if not all(
-        _reads_only_own_data(m, gather.box, filled, begin, strides, extents) for m in members
-    ):
         return None
     plan_attrs = dict(
         attrs,

@@ -51,14 +51,16 @@ TARGET_RATIO = 3.0  # interpreter / onnxruntime on ResNet-50
 TARGET_COMPILE_SECONDS = 30.0
 
 
-def wall_times(function: Callable[[], object], runs: int) -> list[float]:
-    """Wall times of `runs` calls, after one warm-up call."""
+def wall_times(
+    function: Callable[[], object], runs: int, clock: Callable[[], float] = time.perf_counter
+) -> list[float]:
+    """Times of `runs` calls on `clock` (wall time by default), after one warm-up call."""
     function()
     times = []
     for _ in range(runs):
-        start = time.perf_counter()
+        start = clock()
         function()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return times
 
 
@@ -69,13 +71,7 @@ def median_seconds(function: Callable[[], object], runs: int) -> float:
 
 def median_cpu_seconds(function: Callable[[], object], runs: int) -> float:
     """Median CPU time of this process over `runs` calls, after one warm-up call."""
-    function()
-    times = []
-    for _ in range(runs):
-        start = time.process_time()
-        function()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
+    return statistics.median(wall_times(function, runs, time.process_time))
 
 
 def onnxruntime_session(payload: bytes, threads: int | None) -> onnxruntime.InferenceSession:

@@ -14,7 +14,9 @@ kernel on one PE, one inference of the image's batch):
   exponential function (softmax, sigmoid, tanh, ...), plus `arm_cycles_per_packet` per packet it
   sends or receives. A gru / lstm slice (all its T steps) spends, per gate value (T x B x units
   x gates), `arm_cycles_per_element` + `exp_cycles` (scale, bias, sigmoid or tanh), plus its
-  MACs x `arm_cycles_per_fp32_mac` in float mode.
+  MACs x `arm_cycles_per_fp32_mac` in float mode. An attention slice does its MACs (both
+  products) x `arm_cycles_per_fp32_mac`, plus `arm_cycles_per_element` + `exp_cycles` per score
+  (its softmax), plus `arm_cycles_per_element` per value it reads or writes.
 - DMA seconds: bytes of its parameters that live in DRAM / `dram_bytes_per_second`.
 - Packets: its output's packets; link hops: packets x chip-to-chip links its multicast tree uses
   (walked through the router tables, as the interpreter does). A kernel that sends events (one
@@ -238,6 +240,12 @@ def arm_cycles(kernel: Kernel, macs: int, spec: ChipSpec) -> float:
     if kernel.opcode in MAC_ARRAY_OPCODES:
         fp32 = 0.0 if _on_mac_array(kernel) else macs * spec.arm_cycles_per_fp32_mac
         return fp32 + out * per_element
+    if kernel.opcode == "attention":  # fp32 products, then a softmax over each row of scores
+        q, k, _ = (port.box.shape for port in kernel.inputs)
+        scores = math.prod(q[:-1]) * k[int(kernel.attrs["axis"])] * int(kernel.attrs["heads"])
+        read = sum(port.box.size for port in kernel.inputs)
+        fp32 = macs * spec.arm_cycles_per_fp32_mac
+        return fp32 + scores * (per_element + spec.exp_cycles) + (read + out) * per_element
     read = sum(port.box.size for port in kernel.inputs)
     cycles = (read + out) * per_element
     if kernel.opcode == "pool":

@@ -1,15 +1,18 @@
-"""Descriptor rules of the sequence-model opcodes: matmul, gather, layer_norm, reduce.
+"""Descriptor rules of the sequence-model opcodes: matmul, gather, layer_norm, attention, reduce.
 
 Each rule's docstring states the kernel's contract (see `backend.descriptor_rules`).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from backend.descriptor_fields import INT8_RANGE, Descriptor
 from backend.descriptor_rules import LIMIT, _float_dtypes, _operands
 from ir.ops import matmul_shape
+from passes.fuse_attention import MAX_KEYS
 
 
 def check_matmul(d: Descriptor) -> None:
@@ -97,6 +100,30 @@ def check_layer_norm(d: Descriptor) -> None:
     d.output_shape(shape)
 
 
+def check_attention(d: Descriptor) -> None:
+    """attention: ports q, k, v (float32, one rank >= 2), positions along `axis` (before the
+    features axis), `heads` dividing q's and v's features; k has q's features and v's positions
+    and both match q outside the positions and features axes; y has q's box with v's features:
+    y_h = softmax(q_h k_h^T) v_h per head h, one query row at a time (the row of scores, 4
+    bytes a key, on the stack: at most MAX_KEYS keys)."""
+    q, k, v = (port.box.shape for port in d.ports(3))
+    if not len(q) == len(k) == len(v) >= 2:
+        d.fail("port boxes", (q, k, v), "attention takes q, k, v of one rank >= 2")
+    axis = d.int_attr("axis", 0, len(q) - 2)
+    heads = d.int_attr("heads", 1, max(q[-1], 1))
+    if q[-1] % heads or v[-1] % heads:
+        d.fail("attribute 'heads'", heads, f"must divide q's {q[-1]} and v's {v[-1]} features")
+    if k[-1] != q[-1] or k[:-1] != v[:-1]:
+        d.fail("port 1 box", k, f"must have q's {q[-1]} features and v's positions {v[:-1]}")
+    if any(q[a] != k[a] for a in range(len(q) - 1) if a != axis):
+        d.fail("port 1 box", k, f"must match q's {q} outside axis {axis} and the features")
+    if k[axis] > MAX_KEYS:
+        d.fail("port 1 box", k, f"at most {MAX_KEYS} key positions (a row of scores)")
+    d.work(math.prod(q[:-1]) * k[axis] * (q[-1] + v[-1]), "attention products")
+    _float_dtypes(d)
+    d.output_shape((*q[:-1], v[-1]))
+
+
 REDUCE_KINDS = ("sum", "mean", "max", "min", "prod", "sum_square", "l1", "l2")
 
 
@@ -125,4 +152,5 @@ CHECKS = {
     "gather": check_gather,
     "layer_norm": check_layer_norm,
     "reduce": check_reduce,
+    "attention": check_attention,
 }

@@ -10,6 +10,8 @@ Arrays carry the leading samples axis S (see `backend.kernels`); parameters do n
   user's InputError naming the graph input (`indices_input`), the position and the limit.
 - layer_norm: the reference (`ir.reference.sequence.layer_norm`) over the box's trailing axes,
   of the sum of its two ports when it has two (add_layer_norm).
+- attention: per head, softmax(q_h k_h^T) v_h over the slice's heads (`ir.reference.sequence.
+  attention`), the products float32 BLAS sums as the hidden dense products.
 - reduce: the reference reduction of the box over its reduced axes (they span the whole tensor).
 """
 
@@ -22,6 +24,7 @@ import numpy as np
 from backend import kernels_int8 as int8
 from ir.errors import InputError
 from ir.reference.sequence import layer_norm as layer_norm_reference
+from ir.reference.sequence import merge_heads, split_heads
 
 if TYPE_CHECKING:
     from backend.kernels import PreparedKernel
@@ -128,9 +131,27 @@ def layer_norm(kernel: PreparedKernel, inputs: list, params: dict, samples: int)
     return layer_norm_reference(kernel.sample_attrs("axis"), operands)[0]
 
 
+def attention(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
+    """Each sample's heads: softmax(q_h k_h^T) v_h, computed as the reference does (float32
+    products; softmax shifted by the row's maximum), the heads merged back."""
+    heads, axis = kernel.attrs["heads"], kernel.attrs["axis"] + 1  # after the samples axis
+    q, k, v = (split_heads(x, heads, axis) for x in inputs)
+    scores = np.matmul(q, k.swapaxes(-2, -1))
+    scores -= np.maximum.reduce(scores, axis=-1, keepdims=True)
+    weights = np.exp(scores, out=scores)
+    weights /= np.add.reduce(weights, axis=-1, keepdims=True)
+    return np.ascontiguousarray(merge_heads(np.matmul(weights, v), axis))
+
+
 def reduce(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """The reduction of each sample's box."""
     return kernel.reference("reduce", kernel.sample_attrs("axes"), [inputs[0]])
 
 
-HANDLERS = {"matmul": matmul, "gather": gather, "layer_norm": layer_norm, "reduce": reduce}
+HANDLERS = {
+    "matmul": matmul,
+    "gather": gather,
+    "layer_norm": layer_norm,
+    "reduce": reduce,
+    "attention": attention,
+}

@@ -1,4 +1,5 @@
-"""Slice rules of sequence-model ops: matmul of two activations, gather, layer_norm, reduce.
+"""Slice rules of sequence-model ops: matmul of two activations, gather, layer_norm, attention,
+reduce.
 
 matmul a[..., M, K] @ b[..., K, N] -> y[..., M, N] (both operands rank >= 2; batch axes
 broadcast): a slice computing out box (batch box, rows m0..m1, columns n0..n1) reads a's batch
@@ -15,6 +16,12 @@ cropped to the box; constant indices are a parameter too.
 layer_norm: the box spans the normalised axes (axis..), so a slice is computed alone; scale and
 bias are whole parameters. add_layer_norm is the `layer_norm` kernel with a second port, the
 residual, of the same box.
+
+attention(q, k, v) {heads H, axis}: a slice computes a box of y: a range of batch entries,
+of query positions (along `axis`) and of whole heads (the features axis cut in steps of d_v).
+It reads q's box (the same batch and query positions, its heads' d_k columns) and k's and v's
+boxes (the same batch entries, every key position, the heads' d_k and d_v columns), and computes
+its heads alone (attrs: its head count and the axis).
 
 reduce (a sequence model's mean over positions): a slice cuts the kept axes and reads every
 element of the reduced ones: the input box is the output box on the kept axes and the whole
@@ -128,6 +135,36 @@ def layer_norm_rule(layer: Layer, out_box: Box) -> SliceSpec:
     return SliceSpec("layer_norm", attrs, out_box, inputs, params)
 
 
+def attention_split_axes(layer: Layer) -> list[tuple[int, int]]:
+    """Batch axes, then whole heads (the features in steps of d_v), then query positions
+    (not axis 0)."""
+    rank = len(layer.out_shape)
+    axis = int(layer.attrs["axis"])
+    d_v = layer.out_shape[-1] // int(layer.attrs["heads"])
+    batch = [(a, 1) for a in range(1, rank - 1) if a != axis]
+    return [*batch, (rank - 1, d_v), *([(axis, 1)] if axis > 0 else [])]
+
+
+def attention_rule(layer: Layer, out_box: Box) -> SliceSpec:
+    """attention of the slice's batch entries, query positions and heads (see the module
+    docstring): q's box, and k's and v's boxes over every key position."""
+    heads, axis = int(layer.attrs["heads"]), int(layer.attrs["axis"])
+    d_v = layer.out_shape[-1] // heads
+    first, last = out_box.start[-1] // d_v, out_box.stop[-1] // d_v
+    if out_box.start[-1] % d_v or out_box.stop[-1] % d_v:
+        raise UnsupportedError(f"'{layer.node.name}' (attention): {out_box} cuts a head")
+    inputs = []
+    for index in range(3):
+        shape = layer.in_shape(index)
+        width = shape[-1] // heads
+        start = [*out_box.start[:-1], first * width]
+        stop = [*out_box.stop[:-1], last * width]
+        if index > 0:  # every key and value position
+            start[axis], stop[axis] = 0, shape[axis]
+        inputs.append((index, Box(tuple(start), tuple(stop))))
+    return SliceSpec("attention", {"heads": last - first, "axis": axis}, out_box, inputs)
+
+
 def _kept_axes(layer: Layer) -> list[int | None]:
     """Per input axis: the output axis it becomes, or None when it is reduced away."""
     reduced = set(layer.attrs["axes"])
@@ -180,10 +217,12 @@ RULES = {
     "layer_norm": layer_norm_rule,
     "add_layer_norm": layer_norm_rule,
     "reduce": reduce_rule,
+    "attention": attention_rule,
 }
 SPLIT_AXES = {
     "matmul": matmul_split_axes,
     "layer_norm": layer_norm_split_axes,
     "add_layer_norm": layer_norm_split_axes,
     "reduce": reduce_split_axes,
+    "attention": attention_split_axes,
 }

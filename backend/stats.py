@@ -33,6 +33,7 @@ def dense_mac_count(kernel: Kernel) -> int:
 
     conv: output elements x (input channels per group x kernel volume);
     dense: output elements x input features; matmul: output elements x the inner dimension K;
+    attention: query rows x keys x (q's and v's features), the two products of every head;
     gru / lstm: steps x batch x the weights of its gates (`backend.recurrent.recurrent_macs`);
     other kernels: 0 (they run on the ARM core).
     """
@@ -40,6 +41,9 @@ def dense_mac_count(kernel: Kernel) -> int:
         return recurrent_macs(kernel)
     if kernel.opcode == "matmul":
         return kernel.output.box.size * _matmul_inner(kernel)
+    if kernel.opcode == "attention":
+        q, k, v = (port.box.shape for port in kernel.inputs)
+        return math.prod(q[:-1]) * k[int(kernel.attrs["axis"])] * (q[-1] + v[-1])
     shape = weight_shape(kernel)
     if kernel.opcode not in WEIGHT_OPCODES or shape is None:
         return 0

@@ -12,6 +12,7 @@ from passes.fold_bias import FoldBias
 from passes.fold_movement import FoldMovement
 from passes.fold_projection import FoldProjection
 from passes.fuse_activation import FuseActivation
+from passes.fuse_attention import FuseAttention
 from passes.fuse_layer_norm import FuseLayerNorm
 from passes.fuse_permute import FusePermute
 from passes.fuse_residual import FuseResidual
@@ -27,7 +28,8 @@ def canonicalisation(mode: str = "float") -> list[Pass]:
     """Folding, identity removal, dense bias folding and the split and scaling of packed
     attention projections (float only: in int8 the add's and the mul's requantisation are part
     of the QDQ semantics), movement chains, layer-norm and BatchNorm folding, fusion, dead code,
-    transposes fused with their reshapes and residual adds with the layer norms after them (float
+    transposes fused with their reshapes, attention's head splits, matmuls, softmax and head
+    merge fused into attention nodes and residual adds with the layer norms after them (float
     only), split lowering."""
     return [
         ConstantFold(),
@@ -41,7 +43,7 @@ def canonicalisation(mode: str = "float") -> list[Pass]:
         ConstantFold(),
         FuseActivation() if mode == "float" else FuseActivation(functions=CLAMPS),
         DeadCode(),
-        *([FusePermute(), FuseResidual()] if mode == "float" else []),
+        *([FusePermute(), FuseAttention(), FuseResidual()] if mode == "float" else []),
         LowerSplit(),
     ]
 

@@ -8,6 +8,11 @@ in a wider type too), so a row's result does not depend on how the rows are batc
 add_layer_norm: layer_norm of x + residual, the sum rounded to float32 first (as an Add node).
 where (ONNX Where): y = x where condition else other, numpy broadcasting.
 equal, less (ONNX Equal, Less): a == b, a < b, numpy broadcasting, bool results.
+attention (heads H, positions along `axis`): each operand's positions are moved next to its
+features and the features split into H heads, x[..., L, H d] -> x_h[..., H, L, d]; then
+    y_h = softmax(q_h @ k_h^T) @ v_h
+in float32 as the matmul and softmax references compute it (the exporters' MatMul, Softmax and
+MatMul), and the heads are merged back into y's features and y's positions moved to `axis`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import math
 from typing import Any
 
 import numpy as np
+
+from ir.reference.normalise import softmax
 
 Attrs = dict[str, Any]
 
@@ -40,6 +47,34 @@ def add_layer_norm(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
     return layer_norm(attrs, [np.add(inputs[0], inputs[1]), *inputs[2:]])
 
 
+def head_order(rank: int, axis: int) -> list[int]:
+    """The axes of x[..., H, d] (x of `rank` axes, its features split) in the order
+    [batch axes..., H, positions, d]."""
+    return [a for a in range(rank - 1) if a != axis] + [rank - 1, axis, rank]
+
+
+def split_heads(x: np.ndarray, heads: int, axis: int) -> np.ndarray:
+    """x[..., L (at axis), ..., H d] -> [..., H, L, d], a view (one reshape, one transpose)."""
+    split = x.reshape(*x.shape[:-1], heads, x.shape[-1] // heads)
+    return split.transpose(head_order(x.ndim, axis))
+
+
+def merge_heads(y: np.ndarray, axis: int) -> np.ndarray:
+    """[..., H, L, d] -> [..., L (at axis), ..., H d]: `split_heads` undone."""
+    order = head_order(y.ndim - 1, axis)
+    back = y.transpose([order.index(a) for a in range(y.ndim)])
+    return back.reshape(*back.shape[:-2], back.shape[-2] * back.shape[-1])
+
+
+def attention(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Multi-head attention (see module docstring)."""
+    heads, axis = attrs["heads"], attrs["axis"]
+    q, k, v = (split_heads(x, heads, axis) for x in inputs)
+    scores = np.matmul(q, k.swapaxes(-2, -1))
+    (weights,) = softmax({"axis": scores.ndim - 1, "log": 0}, [scores])
+    return [np.ascontiguousarray(merge_heads(np.matmul(weights, v), axis))]
+
+
 def where(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Element-wise select by a bool condition."""
     condition, x, other = inputs
@@ -60,6 +95,7 @@ KERNELS = {
     "layer_norm": layer_norm,
     "add_layer_norm": add_layer_norm,
     "where": where,
+    "attention": attention,
     "equal": equal,
     "less": less,
 }

@@ -1,9 +1,12 @@
 """Sequence-model ops: layer_norm -> LayerNormalization (opset 17; before it, the decomposed
 ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add that `passes.fuse_layer_norm` fuses
-back), add_layer_norm -> Add then the same, where -> Where, equal -> Equal, less -> Less."""
+back), add_layer_norm -> Add then the same, where -> Where, equal -> Equal, less -> Less,
+attention -> the head splits (Reshape, Transpose), MatMul, Softmax, MatMul and the head merge
+(Transpose, Reshape)."""
 
 from __future__ import annotations
 
+from ir.reference.sequence import head_order
 from s2c.export.context import NodeContext
 from s2c.export.registry import emitter
 
@@ -32,6 +35,27 @@ def emit_add_layer_norm(ctx: NodeContext) -> None:
     total = ctx.op("Add", ctx.inputs[:2], tag="sum")
     ctx.inputs = [total, *ctx.inputs[2:]]
     emit_layer_norm(ctx)
+
+
+@emitter("attention")
+def emit_attention(ctx: NodeContext) -> None:
+    """attention -> per operand Reshape([..., H, d]) and Transpose to [batch..., H, L, d] (k's
+    last two axes swapped), MatMul, Softmax over the keys, MatMul, Transpose and Reshape back."""
+    heads, axis = int(ctx.attr("heads")), int(ctx.attr("axis"))
+    rank = len(ctx.shape(0))
+    order = head_order(rank, axis)
+    split = []
+    for index, tag in enumerate(("q", "k", "v")):
+        shape = ctx.shape(index)
+        view = ctx.ints((*shape[:-1], heads, shape[-1] // heads), f"{tag}_view")
+        viewed = ctx.op("Reshape", [ctx.inputs[index], view], tag=f"{tag}_view")
+        perm = [*order[:-2], order[-1], order[-2]] if tag == "k" else order
+        split.append(ctx.op("Transpose", [viewed], tag=f"{tag}_heads", perm=perm))
+    scores = ctx.op("MatMul", split[:2], tag="scores")
+    weights = ctx.op("Softmax", [scores], tag="weights", axis=rank)
+    mixed = ctx.op("MatMul", [weights, split[2]], tag="mixed")
+    back = ctx.op("Transpose", [mixed], tag="merge", perm=[order.index(a) for a in range(rank + 1)])
+    ctx.op("Reshape", [back, ctx.ints(ctx.output_shape, "shape")], ctx.outputs[0])
 
 
 @emitter("where")

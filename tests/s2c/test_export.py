@@ -227,6 +227,13 @@ def _cases() -> dict[str, Case]:
             SUM_TOL,
             single_node=False,
         ),
+        "attention": Case(
+            "attention",
+            {"heads": 2, "axis": 1},
+            [x4, normal(1, 5, 7, 8, seed=6), normal(1, 5, 7, 6, seed=7)],
+            SUM_TOL,
+            single_node=False,
+        ),
         "where": Case(
             "where", {}, [Const(normal(7, 8) > 0), x4, Const(normal(1, 1, 1, 8, seed=2))]
         ),

@@ -33,6 +33,7 @@ PORT_BYTES = 48
 SOURCE_BYTES = 24
 PARAM_BYTES = 32
 MAX_PARTS = 4096
+POSITIONAL_OPS = frozenset({"reshape", "permute"})  # slices read their sources' bounding box
 
 
 def align(size: int) -> int:
@@ -162,6 +163,9 @@ class LayerPartitioner:
         )
         self._size_cache: dict[tuple, int] = {}
         self.sparse_weight = _has_sparse_weight(layer)
+        # a reshape or permute slice reads the bounding box of its elements' sources, whose
+        # size depends on where its output box lies, not only on its extent
+        self.positional = layer.op in POSITIONAL_OPS
         self.rejected: set[Plan] = set()  # plans whose probes fit but some slice does not
 
     def boxes(self, counts: tuple[int, ...]) -> list[Box]:
@@ -185,7 +189,8 @@ class LayerPartitioner:
         of input channels and the summing slice. A sparse weight stored compressed takes bytes
         that depend on the non-zeros of each chunk, not only on its extent, so `best_plan`
         checks every slice of the plan it found and searches again without it when one does
-        not fit (`rejected`).
+        not fit (`rejected`); so does a reshape or permute, whose slices read the bounding box
+        of their elements' sources (a size that depends on the box's position).
         """
         if plan in self.rejected:
             return False
@@ -251,7 +256,7 @@ class LayerPartitioner:
         """The plan with the fewest slices all of which fit (see `fits`)."""
         while True:
             plan = self._search()
-            if not self.sparse_weight or self.every_slice_fits(plan):
+            if not (self.sparse_weight or self.positional) or self.every_slice_fits(plan):
                 return plan
             self.rejected.add(plan)
 

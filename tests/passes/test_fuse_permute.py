@@ -35,6 +35,8 @@ def _head_merge(shape: tuple[int, ...], perm: list[int], target: tuple[int, ...]
     [
         ((1, 4, 16, 16), [2, 0, 1, 3], (1, 16, 64)),  # heads merged back into features
         ((1, 24, 64, 32), [0, 2, 1, 3], (1, 64, 768)),  # 192 KiB: cut over several PEs
+        # 256 KiB: a middle slice reads a larger bounding box than the first and last
+        ((1, 32, 64, 32), [0, 2, 1, 3], (1, 64, 1024)),
     ],
 )
 def test_a_transpose_and_the_reshape_after_it_become_one_permute(shape, perm, target) -> None:

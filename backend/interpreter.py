@@ -30,10 +30,8 @@ filling would copy the same values).
 from __future__ import annotations
 
 import bisect
-import contextlib
 import functools
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -136,18 +134,19 @@ def blas_libraries() -> list:
     return list(ThreadpoolController().select(user_api="blas").lib_controllers)
 
 
-@contextlib.contextmanager
-def blas_threads(threads: int) -> Iterator[None]:
-    """BLAS on `threads` threads inside the block, as before after it. Sets only what differs
-    (threadpoolctl's own `limit` takes some 20 us, a fiftieth of a small model's run)."""
-    changed = [(lib, lib.num_threads) for lib in blas_libraries() if lib.num_threads != threads]
-    for lib, _ in changed:
-        lib.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        for lib, previous in changed:
-            lib.set_num_threads(previous)
+_blas_threads_set: list[int] = []  # the BLAS thread count the last run set, once one has
+
+
+def blas_threads(threads: int) -> None:
+    """Run BLAS on `threads` threads from now on (a setting of the process, left as the run
+    set it: setting and restoring it around every run took some 10 us, a fiftieth of a small
+    model's run). Sets only what differs, and nothing when the last run set the same."""
+    if _blas_threads_set == [threads]:
+        return
+    for lib in blas_libraries():
+        if lib.num_threads != threads:
+            lib.set_num_threads(threads)
+    _blas_threads_set[:] = [threads]
 
 
 def _sram_blocks(program: Program, machine: Machine) -> dict[PECoord, list[tuple[int, bytes]]]:
@@ -316,6 +315,8 @@ class Interpreter:
             and group.members[0] not in self.plans
             and self.kernels[group.members[0]][1].opcode not in RECURRENT_OPCODES
         }
+        # per group of the schedule: its `_Single` when it is one (fired so without counting)
+        self.firings = [self.singles.get(group.members[0]) for group in self.schedule]
 
     # -- loading ------------------------------------------------------------------------------
     def _senders(self) -> list[tuple[int, int, PECoord | None, int]]:
@@ -381,7 +382,8 @@ class Interpreter:
     ) -> tuple[dict[str, np.ndarray], RunStats | SpikeStats]:
         """Run on inputs shaped (samples, *input shape); outputs shaped (samples, *shape).
 
-        An snn image runs its T timesteps (`run_spiking`). BLAS runs on `threads` threads.
+        An snn image runs its T timesteps (`run_spiking`). BLAS runs on `threads` threads (the
+        process keeps that setting after the run: `blas_threads`).
         `activity`: count what depends on
         the values (activation zeros, MACs performed: `RunStats.sparsity`); without it the
         stats are the image's fixed per-inference counts, unless a layer sends events (its
@@ -389,8 +391,8 @@ class Interpreter:
         """
         if self.program.mode == "snn":
             return self.run_spiking(inputs)
-        with blas_threads(self.threads):
-            return self._run(inputs, activity)
+        blas_threads(self.threads)
+        return self._run(inputs, activity)
 
     def run_spiking(
         self, inputs: dict[str, np.ndarray]
@@ -398,9 +400,8 @@ class Interpreter:
         """Run an snn image for its T timesteps (`backend.snn_interpreter`)."""
         samples = next(iter(inputs.values())).shape[0] if inputs else 1
         run = SpikingRun(self, samples)
-        with blas_threads(1):
-            outputs = run.run(inputs)
-        return outputs, run.stats
+        blas_threads(1)
+        return run.run(inputs), run.stats
 
     def _run(
         self, inputs: dict[str, np.ndarray], activity: bool = True
@@ -417,9 +418,8 @@ class Interpreter:
         counter = SparsityCounter(self.sparsity_plan) if activity or self.events else None
         origins: dict[int, tuple[np.ndarray, int]] = {}  # key -> (producer's result, block)
         results: list = [None] * len(self.plans)  # each layer plan's result
-        singles = self.singles if counter is None else {}
-        for group in self.schedule:
-            single = singles.get(group.members[0])
+        singles = self.firings if counter is None else [None] * len(self.schedule)
+        for group, single in zip(self.schedule, singles):
             if single is not None:
                 single.fire(payloads, samples)
             else:

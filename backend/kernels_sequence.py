@@ -98,6 +98,8 @@ def gather(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
     axis = int(kernel.attrs["axis"])
     operands = kernel.attrs["operands"]
     data, indices = _operands(kernel, inputs, params)
+    if operands == (-1, 1) and axis == 0 and len(data[0]) == kernel.attrs["rows"]:
+        return _embedding(kernel, data[0], indices)
     if operands[1] >= 0:
         indices = _checked_ids(kernel, indices)
     if kernel.attrs.get("int8") and operands[0] >= 0:
@@ -116,19 +118,55 @@ def gather(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> 
     return np.stack([np.take(data[s], indices[s], axis=axis) for s in range(samples)])
 
 
+def _embedding(kernel: PreparedKernel, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Rows of a whole constant table for ids from a port: numpy's take checks the ids
+    (-rows..rows-1, negative ones from the end) as it goes; an id outside is the user's
+    InputError (`_checked_ids`)."""
+    try:
+        return np.take(table, ids, axis=0)
+    except IndexError:
+        _checked_ids(kernel, ids)
+        raise
+
+
 def layer_norm(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Layer normalisation of each sample's box over its trailing axes (scale and bias
-    widened to float64 once, as the reference widens them)."""
+    widened to float64 once, as the reference widens them). Over the last axis alone it is
+    the reference's computation written out with one array call per step."""
     if "scale" not in kernel.cache:
         for name in ("scale", "bias"):
             if name in params:
                 kernel.cache[name] = params[name].astype(ACCUMULATE)
     names = ("scale", "bias") if "bias" in kernel.cache else ("scale",)
     x = inputs[0] if len(inputs) == 1 else np.add(inputs[0], inputs[1])
+    attrs = kernel.sample_attrs("axis")
+    if attrs["axis"] == x.ndim - 1:
+        return _last_axis_norm(x, float(attrs["epsilon"]), *(kernel.cache[n] for n in names))
     operands = [x, *(kernel.cache[name] for name in names)]
     # the reference kernel itself: attributes were completed at load (`evaluate` would
     # complete them again on every firing of a fused add_layer_norm)
-    return layer_norm_reference(kernel.sample_attrs("axis"), operands)[0]
+    return layer_norm_reference(attrs, operands)[0]
+
+
+def _last_axis_norm(
+    x: np.ndarray, epsilon: float, scale: np.ndarray, bias: np.ndarray | None = None
+) -> np.ndarray:
+    """`ir.reference.sequence.layer_norm` over the last axis: the same float64 steps in the
+    same order (sums by np.add.reduce, the mean and the variance divided by the count), so
+    the same bits."""
+    count = x.shape[-1]
+    centred = x.astype(ACCUMULATE)
+    mean = np.add.reduce(centred, axis=-1, keepdims=True)
+    mean /= count
+    centred -= mean
+    var = np.add.reduce(np.square(centred), axis=-1, keepdims=True)
+    var /= count
+    var += epsilon
+    centred /= np.sqrt(var, out=var)
+    centred *= scale
+    if bias is not None:
+        centred += bias
+    return centred.astype(np.float32)
 
 
 def attention(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:

@@ -613,7 +613,7 @@ class _Single:
             payloads[key] if key is not None else _fill(plan, payloads, samples)
             for key, plan in self.ports
         ]
-        result = self.prepared(inputs, self.params)
+        result = self.prepared.checked(self.prepared.compute(inputs, self.params, samples))
         payloads[self.key] = result if result.dtype == self.dtype else result.astype(self.dtype)
 
 

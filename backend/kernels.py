@@ -52,6 +52,7 @@ class PreparedKernel:
         self.accumulate: type[np.floating] = ACCUMULATE  # float conv/dense products
         self.int8_cache: dict[str, np.ndarray] = {}  # int8 conv/dense: the converted weight
         self.cache: dict[str, np.ndarray] = {}  # arrays a handler derives once from attributes
+        self.layouts: dict[str, list] = {}  # shapes and axis orders a handler derives once
         self._sample_attrs: dict | None = None
 
     def sample_attrs(self, key: str) -> dict:
@@ -80,10 +81,16 @@ class PreparedKernel:
     def __call__(self, inputs: Arrays, params: dict[str, np.ndarray]) -> np.ndarray:
         """Compute the kernel's output box, shaped (S, *output box shape)."""
         samples = inputs[0].shape[0] if inputs else 1
+        return self.checked(self.compute(list(inputs), params, samples))
+
+    def compute(self, inputs: list, params: dict[str, np.ndarray], samples: int) -> np.ndarray:
+        """The kernel's result for `samples` samples (unchecked: see `checked`)."""
         if self.float_island:
-            result = self._float_island(list(inputs), params, samples)
-        else:
-            result = self.handler(self, list(inputs), params, samples)
+            return self._float_island(inputs, params, samples)
+        return self.handler(self, inputs, params, samples)
+
+    def checked(self, result: np.ndarray) -> np.ndarray:
+        """`result`, once it has the output box's shape (else an InternalError)."""
         if result.shape[1:] != self.out_shape:
             kernel = self.kernel
             raise InternalError(

@@ -23,8 +23,8 @@ import numpy as np
 
 from backend import kernels_int8 as int8
 from ir.errors import InputError
+from ir.reference.sequence import head_order
 from ir.reference.sequence import layer_norm as layer_norm_reference
-from ir.reference.sequence import merge_heads, split_heads
 
 if TYPE_CHECKING:
     from backend.kernels import PreparedKernel
@@ -171,14 +171,34 @@ def _last_axis_norm(
 
 def attention(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Each sample's heads: softmax(q_h k_h^T) v_h, computed as the reference does (float32
-    products; softmax shifted by the row's maximum), the heads merged back."""
-    heads, axis = kernel.attrs["heads"], kernel.attrs["axis"] + 1  # after the samples axis
-    q, k, v = (split_heads(x, heads, axis) for x in inputs)
-    scores = np.matmul(q, k.swapaxes(-2, -1))
+    products; softmax shifted by the row's maximum), the heads merged back. The head splits are
+    one reshape and one transpose of each port (`_head_views`: k's arrives transposed)."""
+    views = kernel.layouts.get("head_views")
+    if views is None:
+        views = kernel.layouts["head_views"] = _head_views(kernel)
+    q, k, v = (x.reshape(shape).transpose(axes) for x, (shape, axes) in zip(inputs, views))
+    merged_shape, merge_axes = views[3]
+    scores = np.matmul(q, k)
     scores -= np.maximum.reduce(scores, axis=-1, keepdims=True)
     weights = np.exp(scores, out=scores)
     weights /= np.add.reduce(weights, axis=-1, keepdims=True)
-    return np.ascontiguousarray(merge_heads(np.matmul(weights, v), axis))
+    return np.matmul(weights, v).transpose(merge_axes).reshape(merged_shape)
+
+
+def _head_views(kernel: PreparedKernel) -> list:
+    """(shape, axes) of the reshape and transpose that split each port [S, *box] into heads
+    [S, batch..., H, L, d] (k's last two axes swapped: [.., H, d, L]), and of the transpose and
+    reshape that merge the result back into [S, *output box] (`ir.reference.sequence`)."""
+    heads, axis = int(kernel.attrs["heads"]), int(kernel.attrs["axis"]) + 1
+    rank = len(kernel.out_shape) + 1
+    order = head_order(rank, axis)
+    views = []
+    for index, port in enumerate(kernel.inputs):
+        box = port.box.shape
+        swapped = [*order[:-2], order[-1], order[-2]]
+        views.append(((-1, *box[:-1], heads, box[-1] // heads), swapped if index == 1 else order))
+    views.append(((-1, *kernel.out_shape), [order.index(a) for a in range(rank + 1)]))
+    return views
 
 
 def reduce(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:

@@ -240,14 +240,13 @@ def arm_cycles(kernel: Kernel, macs: int, spec: ChipSpec) -> float:
     if kernel.opcode in MAC_ARRAY_OPCODES:
         fp32 = 0.0 if _on_mac_array(kernel) else macs * spec.arm_cycles_per_fp32_mac
         return fp32 + out * per_element
+    read = sum(port.box.size for port in kernel.inputs)
+    cycles = (read + out) * per_element
     if kernel.opcode == "attention":  # fp32 products, then a softmax over each row of scores
         q, k, _ = (port.box.shape for port in kernel.inputs)
         scores = math.prod(q[:-1]) * k[int(kernel.attrs["axis"])] * int(kernel.attrs["heads"])
-        read = sum(port.box.size for port in kernel.inputs)
         fp32 = macs * spec.arm_cycles_per_fp32_mac
-        return fp32 + scores * (per_element + spec.exp_cycles) + (read + out) * per_element
-    read = sum(port.box.size for port in kernel.inputs)
-    cycles = (read + out) * per_element
+        return fp32 + scores * (per_element + spec.exp_cycles) + cycles
     if kernel.opcode == "pool":
         cycles = out * math.prod(_ints(kernel.attrs.get("kernel", (1,)))) * per_element
     if _function(kernel) in EXPONENTIAL and kernel.opcode != "lookup":

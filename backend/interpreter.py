@@ -308,15 +308,15 @@ class Interpreter:
             ]
             for io in self.program.inputs
         ]
-        self.singles = {
-            group.members[0]: _Single(self, group.members[0])
-            for group in self.schedule
+        # per group of the schedule: its `_Single` when it is one (fired so without counting)
+        self.firings = [
+            _Single(self, group.members[0])
             if len(group.members) == 1
             and group.members[0] not in self.plans
             and self.kernels[group.members[0]][1].opcode not in RECURRENT_OPCODES
-        }
-        # per group of the schedule: its `_Single` when it is one (fired so without counting)
-        self.firings = [self.singles.get(group.members[0]) for group in self.schedule]
+            else None
+            for group in self.schedule
+        ]
 
     # -- loading ------------------------------------------------------------------------------
     def _senders(self) -> list[tuple[int, int, PECoord | None, int]]:

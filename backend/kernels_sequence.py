@@ -23,7 +23,7 @@ import numpy as np
 
 from backend import kernels_int8 as int8
 from ir.errors import InputError
-from ir.reference.sequence import head_order
+from ir.reference.sequence import head_order, merge_order
 from ir.reference.sequence import layer_norm as layer_norm_reference
 
 if TYPE_CHECKING:
@@ -131,42 +131,17 @@ def _embedding(kernel: PreparedKernel, table: np.ndarray, ids: np.ndarray) -> np
 
 def layer_norm(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
     """Layer normalisation of each sample's box over its trailing axes (scale and bias
-    widened to float64 once, as the reference widens them). Over the last axis alone it is
-    the reference's computation written out with one array call per step."""
+    widened to float64 once, as the reference widens them)."""
     if "scale" not in kernel.cache:
         for name in ("scale", "bias"):
             if name in params:
                 kernel.cache[name] = params[name].astype(ACCUMULATE)
     names = ("scale", "bias") if "bias" in kernel.cache else ("scale",)
     x = inputs[0] if len(inputs) == 1 else np.add(inputs[0], inputs[1])
-    attrs = kernel.sample_attrs("axis")
-    if attrs["axis"] == x.ndim - 1:
-        return _last_axis_norm(x, float(attrs["epsilon"]), *(kernel.cache[n] for n in names))
     operands = [x, *(kernel.cache[name] for name in names)]
     # the reference kernel itself: attributes were completed at load (`evaluate` would
     # complete them again on every firing of a fused add_layer_norm)
-    return layer_norm_reference(attrs, operands)[0]
-
-
-def _last_axis_norm(
-    x: np.ndarray, epsilon: float, scale: np.ndarray, bias: np.ndarray | None = None
-) -> np.ndarray:
-    """`ir.reference.sequence.layer_norm` over the last axis: the same float64 steps in the
-    same order (sums by np.add.reduce, the mean and the variance divided by the count), so
-    the same bits."""
-    count = x.shape[-1]
-    centred = x.astype(ACCUMULATE)
-    mean = np.add.reduce(centred, axis=-1, keepdims=True)
-    mean /= count
-    centred -= mean
-    var = np.add.reduce(np.square(centred), axis=-1, keepdims=True)
-    var /= count
-    var += epsilon
-    centred /= np.sqrt(var, out=var)
-    centred *= scale
-    if bias is not None:
-        centred += bias
-    return centred.astype(np.float32)
+    return layer_norm_reference(kernel.sample_attrs("axis"), operands)[0]
 
 
 def attention(kernel: PreparedKernel, inputs: list, params: dict, samples: int) -> np.ndarray:
@@ -191,13 +166,12 @@ def _head_views(kernel: PreparedKernel) -> list:
     reshape that merge the result back into [S, *output box] (`ir.reference.sequence`)."""
     heads, axis = int(kernel.attrs["heads"]), int(kernel.attrs["axis"]) + 1
     rank = len(kernel.out_shape) + 1
-    order = head_order(rank, axis)
     views = []
     for index, port in enumerate(kernel.inputs):
         box = port.box.shape
-        swapped = [*order[:-2], order[-1], order[-2]]
-        views.append(((-1, *box[:-1], heads, box[-1] // heads), swapped if index == 1 else order))
-    views.append(((-1, *kernel.out_shape), [order.index(a) for a in range(rank + 1)]))
+        order = head_order(rank, axis, transposed=index == 1)
+        views.append(((-1, *box[:-1], heads, box[-1] // heads), order))
+    views.append(((-1, *kernel.out_shape), merge_order(rank, axis)))
     return views
 
 

@@ -34,7 +34,7 @@ from ir.graph import Graph, Node, Value
 from ir.reference import evaluate
 from ir.reference.sequence import merge_heads, split_heads
 from passes.base import Pass
-from passes.rewrite import attrs_of, replace_value, single_use
+from passes.rewrite import attrs_of, is_graph_output, replace_value, single_use
 
 MOVEMENT = frozenset({"permute", "transpose", "reshape"})
 MAX_KEYS = 512  # a row of scores, 4 bytes a key, takes at most half the PE's 4 KiB stack
@@ -60,9 +60,14 @@ def _result(graph: Graph, value: Value) -> tuple[Value, list[Node]]:
         value = node.outputs[0]
 
 
+def _positions(shape: tuple[int, ...]) -> np.ndarray:
+    """Each element's row-major position in a tensor of `shape`: arange(size) in that shape."""
+    return np.arange(int(np.prod(shape, dtype=np.int64))).reshape(shape)
+
+
 def _moved(chain: list[Node], shape: tuple[int, ...]) -> np.ndarray:
-    """Where each element of the chain's result comes from: the chain run on arange(size)."""
-    index = np.arange(int(np.prod(shape, dtype=np.int64))).reshape(shape)
+    """Where each element of the chain's result comes from: the chain run on `_positions`."""
+    index = _positions(shape)
     for node in chain:
         (index,) = evaluate(node.op, attrs_of(node), [index])
     return index
@@ -108,7 +113,7 @@ class _Match:
             shape = tuple(value.type.shape)
             if value.type.rank != self.sources[0][0].type.rank or shape[-1] % heads:
                 return False
-            expected = split_heads(np.arange(int(np.prod(shape))).reshape(shape), heads, axis)
+            expected = split_heads(_positions(shape), heads, axis)
             if position == 1:  # k arrives transposed: q @ k^T
                 expected = expected.swapaxes(-2, -1)
             if not _same(_moved(chain, shape), expected):
@@ -127,7 +132,7 @@ class _Match:
         if tuple(output[-2:]) != blocks[-2:] or int(np.prod(blocks)) != int(np.prod(output)):
             return False
         moved = _moved(self.merge, tuple(output))
-        expected = merge_heads(np.arange(int(np.prod(blocks))).reshape(blocks), axis)
+        expected = merge_heads(_positions(blocks), axis)
         return moved.shape == expected.shape and np.array_equal(moved, expected)
 
 
@@ -156,7 +161,7 @@ def _remove_unused(graph: Graph, chain: list[Node]) -> None:
     for node in reversed(chain):
         if node not in graph.nodes:  # another operand's chain removed it
             continue
-        if node.outputs[0].uses or any(v is node.outputs[0] for v in graph.outputs):
+        if node.outputs[0].uses or is_graph_output(graph, node.outputs[0]):
             return
         graph.remove_node(node)
 
@@ -193,6 +198,6 @@ class FuseAttention(Pass):
     def run(self, graph: Graph) -> bool:
         changed = False
         for node in list(graph.nodes):
-            if node.op == "softmax" and node in graph.nodes:
+            if node.op == "softmax":
                 changed |= _fuse(graph, node)
         return changed

@@ -28,17 +28,22 @@ Attrs = dict[str, Any]
 
 
 def layer_norm(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Layer normalisation over axes `axis`.. (see module docstring)."""
+    """Layer normalisation over axes `axis`.. (see module docstring): one array operation per
+    step, in place on a float64 copy of x."""
     x = inputs[0]
     axes = tuple(range(attrs["axis"], x.ndim))
-    count = math.prod(x.shape[axis] for axis in axes)
-    centred = x.astype(np.float64)  # a copy, centred and scaled in place
-    centred -= np.add.reduce(centred, axis=axes, keepdims=True) / count  # the mean
-    var = np.add.reduce(np.square(centred), axis=axes, keepdims=True) / count
-    centred /= np.sqrt(var + float(attrs["epsilon"]))
-    centred *= inputs[1].astype(np.float64, copy=False)
+    count = math.prod(x.shape[attrs["axis"] :])
+    centred = x.astype(np.float64)
+    mean = np.add.reduce(centred, axis=axes, keepdims=True)
+    mean /= count
+    centred -= mean
+    var = np.add.reduce(np.square(centred), axis=axes, keepdims=True)
+    var /= count
+    var += float(attrs["epsilon"])
+    centred /= np.sqrt(var, out=var)
+    centred *= inputs[1]  # a float32 scale or bias widens exactly
     if len(inputs) == 3:
-        centred += inputs[2].astype(np.float64, copy=False)
+        centred += inputs[2]
     return [centred.astype(x.dtype)]
 
 
@@ -47,10 +52,17 @@ def add_layer_norm(attrs: Attrs, inputs: list[np.ndarray]) -> list[np.ndarray]:
     return layer_norm(attrs, [np.add(inputs[0], inputs[1]), *inputs[2:]])
 
 
-def head_order(rank: int, axis: int) -> list[int]:
+def head_order(rank: int, axis: int, transposed: bool = False) -> list[int]:
     """The axes of x[..., H, d] (x of `rank` axes, its features split) in the order
-    [batch axes..., H, positions, d]."""
-    return [a for a in range(rank - 1) if a != axis] + [rank - 1, axis, rank]
+    [batch axes..., H, positions, d], or [batch axes..., H, d, positions] when `transposed`."""
+    last = [axis, rank] if not transposed else [rank, axis]
+    return [a for a in range(rank - 1) if a != axis] + [rank - 1, *last]
+
+
+def merge_order(rank: int, axis: int) -> list[int]:
+    """The transpose that undoes `head_order(rank, axis)`."""
+    order = head_order(rank, axis)
+    return [order.index(a) for a in range(rank + 1)]
 
 
 def split_heads(x: np.ndarray, heads: int, axis: int) -> np.ndarray:
@@ -61,8 +73,7 @@ def split_heads(x: np.ndarray, heads: int, axis: int) -> np.ndarray:
 
 def merge_heads(y: np.ndarray, axis: int) -> np.ndarray:
     """[..., H, L, d] -> [..., L (at axis), ..., H d]: `split_heads` undone."""
-    order = head_order(y.ndim - 1, axis)
-    back = y.transpose([order.index(a) for a in range(y.ndim)])
+    back = y.transpose(merge_order(y.ndim - 1, axis))
     return back.reshape(*back.shape[:-2], back.shape[-2] * back.shape[-1])
 
 

@@ -6,7 +6,7 @@ attention -> the head splits (Reshape, Transpose), MatMul, Softmax, MatMul and t
 
 from __future__ import annotations
 
-from ir.reference.sequence import head_order
+from ir.reference.sequence import head_order, merge_order
 from s2c.export.context import NodeContext
 from s2c.export.registry import emitter
 
@@ -43,18 +43,17 @@ def emit_attention(ctx: NodeContext) -> None:
     last two axes swapped), MatMul, Softmax over the keys, MatMul, Transpose and Reshape back."""
     heads, axis = int(ctx.attr("heads")), int(ctx.attr("axis"))
     rank = len(ctx.shape(0))
-    order = head_order(rank, axis)
     split = []
     for index, tag in enumerate(("q", "k", "v")):
         shape = ctx.shape(index)
         view = ctx.ints((*shape[:-1], heads, shape[-1] // heads), f"{tag}_view")
         viewed = ctx.op("Reshape", [ctx.inputs[index], view], tag=f"{tag}_view")
-        perm = [*order[:-2], order[-1], order[-2]] if tag == "k" else order
+        perm = head_order(rank, axis, transposed=tag == "k")
         split.append(ctx.op("Transpose", [viewed], tag=f"{tag}_heads", perm=perm))
     scores = ctx.op("MatMul", split[:2], tag="scores")
     weights = ctx.op("Softmax", [scores], tag="weights", axis=rank)
     mixed = ctx.op("MatMul", [weights, split[2]], tag="mixed")
-    back = ctx.op("Transpose", [mixed], tag="merge", perm=[order.index(a) for a in range(rank + 1)])
+    back = ctx.op("Transpose", [mixed], tag="merge", perm=merge_order(rank, axis))
     ctx.op("Reshape", [back, ctx.ints(ctx.output_shape, "shape")], ctx.outputs[0])
 
 
